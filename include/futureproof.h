@@ -1,0 +1,379 @@
+/* futureproof.h - the whole public API of futureproof: futures, executors,
+ * waiting, map and logging for C11 with POSIX threads.
+ *
+ * Conventions (see docs/errors.md):
+ * - Functions that can fail return 0 on success or a negative FP_E* code.
+ *   The calling thread's last error (code and message) is kept for
+ *   fp_last_error() / fp_last_error_message().
+ * - Bad arguments (NULL, zero or negative counts, unknown enum values) give
+ *   FP_EINVAL and a log line; they never crash.
+ * - Every blocking call takes a timeout in seconds: negative waits forever,
+ *   0 polls, positive waits at most that long.
+ * - Futures are reference counted. A function that hands you a future
+ *   ("*out") gives you one reference; drop it with fp_future_release(). */
+#ifndef FUTUREPROOF_H
+#define FUTUREPROOF_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FP_VERSION_MAJOR 0
+#define FP_VERSION_MINOR 1
+#define FP_VERSION_PATCH 0
+#define FP_VERSION_STRING "0.1.0"
+/* (major << 16) | (minor << 8) | patch */
+#define FP_VERSION_HEX ((FP_VERSION_MAJOR << 16) | (FP_VERSION_MINOR << 8) | FP_VERSION_PATCH)
+
+#if defined(_WIN32)
+#define FP_EXTERN
+#elif defined(__GNUC__)
+#define FP_EXTERN __attribute__((visibility("default")))
+#else
+#define FP_EXTERN
+#endif
+
+#if defined(__GNUC__)
+#define FP_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define FP_PRINTF(f, a)
+#endif
+
+/* The version of the library that is linked, as "MAJOR.MINOR.PATCH". */
+FP_EXTERN const char *fp_version_string(void);
+
+/* ===================================================================== */
+/* Errors                                                                */
+/* ===================================================================== */
+
+/* Library errors are negative. Those that have an errno counterpart use
+ * -errno (as libuv does); the others live above 4000. */
+#define FP_ERRNO_MAP(XX)                                                      \
+  XX(EINVAL, -EINVAL, "invalid argument")                                     \
+  XX(ENOMEM, -ENOMEM, "not enough memory")                                    \
+  XX(ETIMEDOUT, -ETIMEDOUT, "timed out")                                      \
+  XX(ECANCELED, -ECANCELED, "cancelled")                                      \
+  XX(EAGAIN, -EAGAIN, "queue full, try again")                                \
+  XX(EINTR, -EINTR, "interrupted")                                            \
+  XX(EDEADLK, -EDEADLK, "deadlock: a cycle of waits")                         \
+  XX(ESHUTDOWN, -ESHUTDOWN, "cannot schedule new futures after shutdown")    \
+  XX(EBUSY, -EBUSY, "resource busy: called from inside the executor")         \
+  XX(EBROKEN, -4001, "executor broken")                                       \
+  XX(ECRASHED, -4002, "worker crashed")                                       \
+  XX(ESTATE, -4003, "invalid state")                                          \
+  XX(ETASK, -4004, "task failed")                                             \
+  XX(EOF, -4095, "end of iteration")
+
+typedef enum {
+#define FP__ERR_ENUM(name, value, text) FP_##name = (value),
+  FP_ERRNO_MAP(FP__ERR_ENUM)
+#undef FP__ERR_ENUM
+} fp_errno;
+
+/* A message for any code ("unknown error" for codes the library does not
+ * know). Never NULL; the string is static. */
+FP_EXTERN const char *fp_strerror(int code);
+/* The code's name, e.g. "FP_ETIMEDOUT"; "FP_UNKNOWN" for others. */
+FP_EXTERN const char *fp_err_name(int code);
+
+/* An error: a code and a message. Owned by whoever hands it out. */
+typedef struct fp_error {
+  int code;            /* negative FP_E* code, or a task's own code */
+  const char *message; /* never NULL */
+} fp_error;
+
+/* The calling thread's last error, set by every public function that
+ * fails (and by fp_map_next / fp_future_result when they report a task's
+ * error). The pointer is valid until the thread's next failing call. */
+FP_EXTERN const fp_error *fp_last_error(void);
+FP_EXTERN const char *fp_last_error_message(void);
+
+/* ===================================================================== */
+/* Memory                                                                */
+/* ===================================================================== */
+
+/* Redirect every allocation the library makes. All four must be given.
+ * Call it before any other fp_ function, while no executor exists.
+ * Allocation failure anywhere is reported as FP_ENOMEM, never a crash. */
+typedef void *(*fp_malloc_fn)(size_t size);
+typedef void *(*fp_calloc_fn)(size_t count, size_t size);
+typedef void *(*fp_realloc_fn)(void *ptr, size_t size);
+typedef void (*fp_free_fn)(void *ptr);
+FP_EXTERN int fp_set_allocator(fp_malloc_fn malloc_fn, fp_calloc_fn calloc_fn,
+                               fp_realloc_fn realloc_fn, fp_free_fn free_fn);
+/* Back to the C library's allocator. */
+FP_EXTERN void fp_reset_allocator(void);
+
+/* ===================================================================== */
+/* Tasks                                                                 */
+/* ===================================================================== */
+
+/* A task: takes its argument, returns its result (pthread style). */
+typedef void *(*fp_fn)(void *arg);
+
+/* Inside a task: fail it with a code and a printf-style message, then
+ * return what fp_raise returns (NULL):  return fp_raise(-EIO, "read %s", p);
+ * A code of 0 becomes FP_ETASK. Outside a task it logs and does nothing. */
+FP_EXTERN void *fp_raise(int code, const char *fmt, ...) FP_PRINTF(2, 3);
+
+/* Inside a task: true when its future was cancelled while running, or its
+ * executor is shutting down with cancel_futures. A long task should poll
+ * it and return early. Outside a task: false. */
+FP_EXTERN bool fp_cancel_requested(void);
+
+/* ===================================================================== */
+/* Futures                                                               */
+/* ===================================================================== */
+
+typedef struct fp_future fp_future;
+
+typedef enum {
+  FP_PENDING = 0,
+  FP_RUNNING = 1,
+  FP_FINISHED = 2, /* with a result or an error */
+  FP_CANCELLED = 3
+} fp_future_state;
+
+/* Called when a future is done (finished or cancelled). */
+typedef void (*fp_done_cb)(fp_future *f, void *userdata);
+
+/* A future not tied to any executor (what an executor, or a bridge to
+ * another event source, completes with the fp_future_set_* calls). */
+FP_EXTERN int fp_future_new(fp_future **out);
+
+/* Reference counting. The last release frees the future, its result (when
+ * a result destructor was given) and its argument (when an argument
+ * destructor was given). A future that failed and whose error nobody
+ * retrieved (fp_future_result or fp_future_error) is reported through the
+ * logger, at warning level, when its last reference goes. */
+FP_EXTERN fp_future *fp_future_retain(fp_future *f);
+FP_EXTERN void fp_future_release(fp_future *f);
+
+FP_EXTERN fp_future_state fp_future_get_state(const fp_future *f);
+FP_EXTERN bool fp_future_done(const fp_future *f);      /* finished or cancelled */
+FP_EXTERN bool fp_future_running(const fp_future *f);
+FP_EXTERN bool fp_future_cancelled(const fp_future *f);
+
+/* Cancel: a pending future becomes cancelled (waiters wake, callbacks run)
+ * and true is returned; an already cancelled one returns true; a running
+ * or finished one returns false. A running task is still asked to stop
+ * (fp_cancel_requested() turns true inside it). */
+FP_EXTERN bool fp_future_cancel(fp_future *f);
+
+/* Wait until done, at most timeout_s. 0 or FP_ETIMEDOUT. */
+FP_EXTERN int fp_future_wait(fp_future *f, double timeout_s);
+
+/* The result: waits at most timeout_s, then returns
+ *   0 and *out = the task's return value;
+ *   the task's error code (its message in fp_future_error / fp_last_error);
+ *   FP_ECANCELED if cancelled; FP_ETIMEDOUT if not done in time.
+ * With a result destructor the future still owns the result. out may be
+ * NULL. */
+FP_EXTERN int fp_future_result(fp_future *f, double timeout_s, void **out);
+
+/* The error of a failed future, or NULL (pending, running, successful or
+ * cancelled). Never blocks. The pointer lives as long as the future. */
+FP_EXTERN const fp_error *fp_future_error(fp_future *f);
+
+/* Callbacks run in the order added, in the thread that completes the
+ * future; one added to a done future runs at once in the caller. On an
+ * error (FP_EINVAL, FP_ENOMEM) the callback is never called. */
+FP_EXTERN int fp_future_on_done(fp_future *f, fp_done_cb cb, void *userdata);
+
+/* What the future runs, and a number unique within its executor (tasks
+ * are numbered from 1 in submission order; 0 for fp_future_new futures).
+ * The pair is the task's identity in logs. */
+FP_EXTERN fp_fn fp_future_fn(const fp_future *f);
+FP_EXTERN void *fp_future_arg(const fp_future *f);
+FP_EXTERN uint64_t fp_future_id(const fp_future *f);
+
+/* For the party that completes a future (executors, bridges):
+ * set_running: pending -> running (0); FP_ECANCELED if it was cancelled
+ *   (the caller must not run it); FP_ESTATE otherwise.
+ * set_result / set_error: -> finished; FP_ESTATE if already done (the first
+ *   outcome stays). set_error's code 0 becomes FP_ETASK. */
+FP_EXTERN int fp_future_set_running(fp_future *f);
+FP_EXTERN int fp_future_set_result(fp_future *f, void *result);
+FP_EXTERN int fp_future_set_error(fp_future *f, int code, const char *fmt, ...)
+    FP_PRINTF(3, 4);
+
+/* ===================================================================== */
+/* Executors                                                             */
+/* ===================================================================== */
+
+typedef struct fp_executor fp_executor;
+
+typedef struct fp_thread_pool_options {
+  int max_workers;     /* >= 1; fp_thread_pool_options_init: min(32, ncpu + 4) */
+  const char *thread_name_prefix; /* threads are named PREFIX_N; NULL: "fp" */
+  /* Runs once in each worker before its first task. A non-zero return
+   * breaks the pool: queued futures fail with FP_EBROKEN, and so do later
+   * submits. */
+  int (*initializer)(void *arg);
+  void *initializer_arg;
+  /* How many tasks may wait in the queue: 0 = unbounded (default). When
+   * full, fp_submit waits for room, fp_submit_timeout waits at most its
+   * timeout (FP_ETIMEDOUT), fp_try_submit fails with FP_EAGAIN at once. */
+  long queue_capacity;
+} fp_thread_pool_options;
+
+/* Fill opt with the defaults. */
+FP_EXTERN void fp_thread_pool_options_init(fp_thread_pool_options *opt);
+
+/* A pool of threads. opt NULL = defaults. Threads start lazily: an idle
+ * thread is reused before a new one starts, and there are never more than
+ * max_workers. FP_EINVAL for bad options, FP_ENOMEM. */
+FP_EXTERN int fp_thread_pool_new(const fp_thread_pool_options *opt, fp_executor **out);
+
+/* Per-task options for fp_submit_ex. Zero-initialise what you do not use. */
+typedef struct fp_task_options {
+  /* Called with the argument when the future is freed (the task ran, failed
+   * or was cancelled). Not called when the submit itself fails. */
+  fp_free_fn arg_free;
+  /* Called with a non-NULL result when the future is freed. */
+  fp_free_fn result_free;
+} fp_task_options;
+
+/* Submit fn(arg). On success *out holds a new future (one reference).
+ * Errors: FP_EINVAL, FP_ENOMEM, FP_ESHUTDOWN (after shutdown), FP_EBROKEN
+ * (initializer failed), FP_EAGAIN / FP_ETIMEDOUT (bounded queue full).
+ * On error nothing was submitted and the argument is still yours. */
+FP_EXTERN int fp_submit(fp_executor *ex, fp_fn fn, void *arg, fp_future **out);
+FP_EXTERN int fp_submit_timeout(fp_executor *ex, fp_fn fn, void *arg, double timeout_s,
+                                fp_future **out);
+FP_EXTERN int fp_try_submit(fp_executor *ex, fp_fn fn, void *arg, fp_future **out);
+/* topt may be NULL; timeout_s bounds the wait for queue room. */
+FP_EXTERN int fp_submit_ex(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *topt,
+                           double timeout_s, fp_future **out);
+
+/* No new work. cancel_futures cancels what has not started (and running
+ * tasks see fp_cancel_requested()). wait: return once every worker has
+ * finished what remains and exited. Called from one of the pool's own tasks,
+ * wait covers the other workers only (a thread cannot wait for itself).
+ * Calling it again is harmless. */
+FP_EXTERN int fp_shutdown(fp_executor *ex, bool wait, bool cancel_futures);
+/* The same as fp_shutdown(ex, true, cancel_futures), but waits at most
+ * timeout_s: FP_ETIMEDOUT if workers are still busy then (the executor stays
+ * shut down; call again to wait more). */
+FP_EXTERN int fp_shutdown_timeout(fp_executor *ex, bool cancel_futures, double timeout_s);
+
+/* Shut down (wait = true, unless already shut down) and free. Futures stay
+ * valid: they hold their own references. FP_EBUSY (nothing freed) when
+ * called from one of the executor's own tasks. NULL is a no-op. */
+FP_EXTERN int fp_executor_free(fp_executor *ex);
+
+/* The number of workers the executor may run at once. */
+FP_EXTERN int fp_executor_max_workers(const fp_executor *ex);
+
+/* Counters for monitoring (a snapshot). */
+typedef struct fp_executor_stats {
+  size_t threads;    /* threads started and not yet exited */
+  size_t idle;       /* of which waiting for work */
+  size_t queued;     /* tasks waiting in the queue */
+  uint64_t submitted; /* tasks accepted so far */
+  uint64_t completed; /* tasks that finished (result or error) */
+} fp_executor_stats;
+FP_EXTERN int fp_executor_get_stats(const fp_executor *ex, fp_executor_stats *out);
+
+/* ===================================================================== */
+/* Waiting: over futures from any executors, mixed                        */
+/* ===================================================================== */
+
+typedef enum {
+  FP_ALL_COMPLETED = 0,
+  FP_FIRST_COMPLETED = 1,
+  FP_FIRST_EXCEPTION = 2 /* a finished future with an error; else as ALL */
+} fp_return_when;
+
+/* Wait until `when` holds or timeout_s passes. A future listed twice counts
+ * once. done / not_done (each may be NULL, else room for n) receive the
+ * distinct futures (borrowed: no reference is taken); their counts go to
+ * n_done / n_not_done. A timeout is not an error: the unfinished are in
+ * not_done. Returns 0, FP_EINVAL or FP_ENOMEM. O(n). */
+FP_EXTERN int fp_wait(fp_future *const *fs, size_t n, fp_return_when when, double timeout_s,
+                      fp_future **done, size_t *n_done, fp_future **not_done,
+                      size_t *n_not_done);
+
+/* Iterate over futures as they complete: those already done first (in the
+ * order given), then each as it completes. Duplicates once. The timeout
+ * counts from fp_as_completed_new. The iterator holds a reference on each
+ * future until it is freed. O(n) overall. */
+typedef struct fp_as_completed fp_as_completed;
+FP_EXTERN int fp_as_completed_new(fp_future *const *fs, size_t n, double timeout_s,
+                                  fp_as_completed **out);
+/* 0 and *out = the next done future (borrowed, valid until the iterator is
+ * freed); FP_EOF when every future was yielded; FP_ETIMEDOUT with the
+ * message "N (of M) futures unfinished" in fp_last_error(). */
+FP_EXTERN int fp_as_completed_next(fp_as_completed *it, fp_future **out);
+FP_EXTERN void fp_as_completed_free(fp_as_completed *it);
+
+/* ===================================================================== */
+/* map: ordered, lazy, bounded                                            */
+/* ===================================================================== */
+
+/* The input: put the next item in *item and return 1; return 0 at the end;
+ * a negative code stops the input with that error. Called only from the
+ * thread that calls fp_map_new / fp_map_next. */
+typedef int (*fp_iter_fn)(void *state, void **item);
+
+typedef struct fp_map_options {
+  /* Items read ahead of the consumer (submitted, not yet returned).
+   * 0 = default: 2 x the executor's max_workers. */
+  size_t buffersize;
+  double timeout_s;       /* from fp_map_new; negative = none (the default) */
+  fp_free_fn item_free;   /* called on each item when its task is done with it */
+  fp_free_fn result_free; /* called on each non-NULL result at the next
+                           * fp_map_next / fp_map_free: the map keeps
+                           * ownership. NULL: results are yours. */
+} fp_map_options;
+FP_EXTERN void fp_map_options_init(fp_map_options *opt);
+
+typedef struct fp_map fp_map;
+
+/* Start mapping fn over the items next() produces. opt NULL = defaults.
+ * Reads at most buffersize items before the first fp_map_next. */
+FP_EXTERN int fp_map_new(fp_executor *ex, fp_fn fn, fp_iter_fn next, void *state,
+                         const fp_map_options *opt, fp_map **out);
+/* The next result in input order:
+ *   0 and *result;  the item's task error code (message in fp_last_error;
+ *   the iteration can go on);  FP_EOF at the end;  the input's own error
+ *   code when next() failed (after the items before it);  FP_ETIMEDOUT when
+ *   the map's timeout passed (then every later call too);  FP_ESHUTDOWN
+ *   when the executor was shut down under the map. */
+FP_EXTERN int fp_map_next(fp_map *m, void **result);
+/* Abandon or end the map: tasks not started are cancelled, nothing waits
+ * for running ones. NULL is a no-op. */
+FP_EXTERN void fp_map_free(fp_map *m);
+
+/* ===================================================================== */
+/* Logging                                                               */
+/* ===================================================================== */
+
+typedef enum {
+  FP_LOG_DEBUG = 0,
+  FP_LOG_INFO = 1,
+  FP_LOG_WARNING = 2,
+  FP_LOG_ERROR = 3
+} fp_log_level;
+
+/* Receives every log line at or above the logger's level; may be called
+ * from any thread, at once from several. */
+typedef void (*fp_log_fn)(fp_log_level level, const char *message, void *userdata);
+
+/* Install a logger (NULL: back to the default, which writes
+ * "[HH:MM:SS thread-id] level: message" to stderr). min_level filters. */
+FP_EXTERN int fp_set_logger(fp_log_fn fn, void *userdata, fp_log_level min_level);
+/* Log through the installed logger (what the library uses itself). */
+FP_EXTERN void fp_log(fp_log_level level, const char *fmt, ...) FP_PRINTF(2, 3);
+FP_EXTERN const char *fp_log_level_name(fp_log_level level);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FUTUREPROOF_H */

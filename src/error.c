@@ -1,0 +1,114 @@
+/* error.c - error codes and messages, the thread's last error, and the
+ * allocator hook every allocation in the library goes through. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *fp_version_string(void) { return FP_VERSION_STRING; }
+
+const char *fp_strerror(int code) {
+  switch (code) {
+#define FP__ERR_TEXT(name, value, text) \
+  case FP_##name:                       \
+    return text;
+    FP_ERRNO_MAP(FP__ERR_TEXT)
+#undef FP__ERR_TEXT
+  case 0:
+    return "success";
+  default:
+    return "unknown error";
+  }
+}
+
+const char *fp_err_name(int code) {
+  switch (code) {
+#define FP__ERR_NAME(name, value, text) \
+  case FP_##name:                       \
+    return "FP_" #name;
+    FP_ERRNO_MAP(FP__ERR_NAME)
+#undef FP__ERR_NAME
+  case 0:
+    return "FP_OK";
+  default:
+    return "FP_UNKNOWN";
+  }
+}
+
+/* ---- the thread's last error ---- */
+
+enum { LAST_ERROR_MESSAGE_SIZE = 512 };
+static _Thread_local char last_message[LAST_ERROR_MESSAGE_SIZE];
+static _Thread_local fp_error last_error = {0, ""};
+
+static void set_last_error(int code, const char *fmt, va_list ap) {
+  vsnprintf(last_message, sizeof last_message, fmt, ap);
+  last_error.code = code;
+  last_error.message = last_message;
+}
+
+int fp__fail(int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  set_last_error(code, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+int fp__einval(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  set_last_error(FP_EINVAL, fmt, ap);
+  va_end(ap);
+  fp_log(FP_LOG_WARNING, "invalid argument: %s", last_message);
+  return FP_EINVAL;
+}
+
+const fp_error *fp_last_error(void) {
+  last_error.message = last_message;
+  return &last_error;
+}
+
+const char *fp_last_error_message(void) { return last_message; }
+
+/* ---- allocation ---- */
+
+typedef struct allocator {
+  fp_malloc_fn malloc_fn;
+  fp_calloc_fn calloc_fn;
+  fp_realloc_fn realloc_fn;
+  fp_free_fn free_fn;
+} allocator;
+
+/* Process-wide, like the C allocator it replaces; set before use (the
+ * header says so), read without locks. */
+static allocator alloc = {malloc, calloc, realloc, free};
+
+int fp_set_allocator(fp_malloc_fn malloc_fn, fp_calloc_fn calloc_fn, fp_realloc_fn realloc_fn,
+                     fp_free_fn free_fn) {
+  if (!malloc_fn || !calloc_fn || !realloc_fn || !free_fn)
+    return fp__einval("fp_set_allocator: all four functions are required");
+  alloc = (allocator){malloc_fn, calloc_fn, realloc_fn, free_fn};
+  return 0;
+}
+
+void fp_reset_allocator(void) { alloc = (allocator){malloc, calloc, realloc, free}; }
+
+void *fp__malloc(size_t size) { return alloc.malloc_fn(size); }
+void *fp__calloc(size_t count, size_t size) { return alloc.calloc_fn(count, size); }
+void *fp__realloc(void *ptr, size_t size) { return alloc.realloc_fn(ptr, size); }
+void fp__free(void *ptr) {
+  if (ptr) alloc.free_fn(ptr);
+}
+
+char *fp__vformat(const char *fmt, va_list ap) {
+  va_list copy;
+  va_copy(copy, ap);
+  int len = vsnprintf(NULL, 0, fmt, copy);
+  va_end(copy);
+  if (len < 0) len = 0;
+  char *s = fp__malloc((size_t)len + 1);
+  if (s) vsnprintf(s, (size_t)len + 1, fmt, ap);
+  return s;
+}

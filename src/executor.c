@@ -1,0 +1,88 @@
+/* executor.c - what every executor shares: submit, shutdown, free, stats,
+ * behind a small vtable that each executor kind fills. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <sched.h>
+#include <unistd.h>
+
+void fp__executor_init(fp_executor *ex, const fp__executor_vtable *vt, int max_workers) {
+  ex->vt = vt;
+  ex->max_workers = max_workers;
+  atomic_init(&ex->next_id, 0);
+  atomic_init(&ex->shut_down, false);
+  atomic_init(&ex->cancel_all, false);
+}
+
+int fp__default_workers(void) {
+  long ncpu = 0;
+#ifdef CPU_COUNT
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) ncpu = CPU_COUNT(&set);
+#endif
+  if (ncpu <= 0) ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  if (ncpu <= 0) ncpu = 1;
+  return ncpu + 4 < 32 ? (int)ncpu + 4 : 32;
+}
+
+int fp_submit_ex(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *topt,
+                 double timeout_s, fp_future **out) {
+  if (out) *out = NULL;
+  if (!ex || !fn || !out)
+    return fp__einval("fp_submit: %s is NULL", !ex ? "executor" : !fn ? "function" : "out");
+  if (atomic_load_explicit(&ex->shut_down, memory_order_relaxed))
+    return fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown");
+  fp_future *f = fp__future_new_task(ex, fn, arg, topt);
+  if (!f) return fp__fail(FP_ENOMEM, "fp_submit: out of memory for a future");
+  int rc = ex->vt->submit(ex, f, timeout_s);
+  if (rc) {
+    fp__future_discard(f);
+    return rc;
+  }
+  *out = f;
+  return 0;
+}
+
+int fp_submit(fp_executor *ex, fp_fn fn, void *arg, fp_future **out) {
+  return fp_submit_ex(ex, fn, arg, NULL, -1, out);
+}
+
+int fp_submit_timeout(fp_executor *ex, fp_fn fn, void *arg, double timeout_s, fp_future **out) {
+  return fp_submit_ex(ex, fn, arg, NULL, timeout_s, out);
+}
+
+int fp_try_submit(fp_executor *ex, fp_fn fn, void *arg, fp_future **out) {
+  return fp_submit_ex(ex, fn, arg, NULL, 0, out);
+}
+
+int fp_shutdown(fp_executor *ex, bool wait, bool cancel_futures) {
+  if (!ex) return fp__einval("fp_shutdown: executor is NULL");
+  fp__deadline forever = fp__deadline_in(-1);
+  return ex->vt->shutdown(ex, wait, cancel_futures, &forever);
+}
+
+int fp_shutdown_timeout(fp_executor *ex, bool cancel_futures, double timeout_s) {
+  if (!ex) return fp__einval("fp_shutdown_timeout: executor is NULL");
+  fp__deadline d = fp__deadline_in(timeout_s);
+  return ex->vt->shutdown(ex, true, cancel_futures, &d);
+}
+
+int fp_executor_free(fp_executor *ex) {
+  if (!ex) return 0;
+  if (ex->vt->is_own_thread(ex))
+    return fp__fail(FP_EBUSY, "fp_executor_free: called from a task of the executor it frees");
+  fp_shutdown(ex, true, false);
+  ex->vt->destroy(ex);
+  return 0;
+}
+
+int fp_executor_max_workers(const fp_executor *ex) {
+  if (!ex) return fp__einval("fp_executor_max_workers: executor is NULL");
+  return ex->max_workers;
+}
+
+int fp_executor_get_stats(const fp_executor *ex, fp_executor_stats *out) {
+  if (!ex || !out) return fp__einval("fp_executor_get_stats: %s is NULL", ex ? "out" : "executor");
+  ex->vt->stats(ex, out);
+  return 0;
+}

@@ -1,0 +1,444 @@
+/* future.c - the future state machine, its waiters, its done-callbacks,
+ * reference counting, and the task-side calls (fp_raise,
+ * fp_cancel_requested). */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct callback {
+  fp_done_cb cb;
+  void *userdata;
+  struct callback *next;
+} callback;
+
+struct fp_future {
+  pthread_mutex_t mu;
+  atomic_int state;  /* fp_future_state; written under mu */
+  atomic_int refs;
+  atomic_bool cancel_requested;
+  bool observed;     /* the outcome was looked at (mu) */
+  bool failed;       /* finished with an error */
+  fp_error error;    /* message points to error_text or a static string */
+  char *error_text;  /* owned */
+  void *result;
+  fp_fn fn;
+  void *arg;
+  fp_free_fn arg_free, result_free;
+  fp__wait_node *waiters; /* mu */
+  callback *cb_head, *cb_tail; /* mu */
+  fp_executor *ex;
+  uint64_t id;
+  fp_future *next; /* executor queue link */
+  /* Written only by the thread running the task, through fp_raise. */
+  bool raised;
+  int raised_code;
+  char *raised_text;
+};
+
+static _Thread_local fp_future *current_future;
+
+fp_future *fp__current_future(void) { return current_future; }
+fp_future **fp__future_next_link(fp_future *f) { return &f->next; }
+fp_executor *fp__future_executor(const fp_future *f) { return f->ex; }
+bool fp__future_failed(const fp_future *f) {
+  return atomic_load(&f->state) == FP_FINISHED && f->failed;
+}
+
+/* ---- creation and references ---- */
+
+static fp_future *future_alloc(void) {
+  fp_future *f = fp__calloc(1, sizeof *f);
+  if (!f) return NULL;
+  pthread_mutex_init(&f->mu, NULL);
+  atomic_init(&f->state, FP_PENDING);
+  atomic_init(&f->refs, 1);
+  atomic_init(&f->cancel_requested, false);
+  return f;
+}
+
+int fp_future_new(fp_future **out) {
+  if (!out) return fp__einval("fp_future_new: out is NULL");
+  *out = future_alloc();
+  return *out ? 0 : fp__fail(FP_ENOMEM, "fp_future_new: out of memory");
+}
+
+fp_future *fp__future_new_task(fp_executor *ex, fp_fn fn, void *arg,
+                               const fp_task_options *topt) {
+  fp_future *f = future_alloc();
+  if (!f) return NULL;
+  atomic_store(&f->refs, 2);
+  f->fn = fn;
+  f->arg = arg;
+  if (topt) {
+    f->arg_free = topt->arg_free;
+    f->result_free = topt->result_free;
+  }
+  f->ex = ex;
+  f->id = atomic_fetch_add(&ex->next_id, 1) + 1;
+  return f;
+}
+
+static void future_free(fp_future *f, bool run_destructors) {
+  for (callback *c = f->cb_head, *next; c; c = next) {
+    next = c->next;
+    fp__free(c);
+  }
+  if (run_destructors) {
+    int state = atomic_load(&f->state);
+    if (state == FP_FINISHED && f->failed && !f->observed)
+      fp_log(FP_LOG_WARNING,
+             "future %llu (task %p, arg %p) failed and nobody retrieved its error: %s: %s",
+             (unsigned long long)f->id, (void *)(uintptr_t)f->fn, f->arg,
+             fp_err_name(f->error.code), f->error.message);
+    if (state == FP_FINISHED && !f->failed && f->result && f->result_free)
+      f->result_free(f->result);
+    if (f->arg_free) f->arg_free(f->arg);
+  }
+  fp__free(f->error_text);
+  fp__free(f->raised_text);
+  pthread_mutex_destroy(&f->mu);
+  fp__free(f);
+}
+
+void fp__future_discard(fp_future *f) { future_free(f, false); }
+
+fp_future *fp_future_retain(fp_future *f) {
+  if (!f) {
+    fp__einval("fp_future_retain: future is NULL");
+    return NULL;
+  }
+  atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+  return f;
+}
+
+void fp_future_release(fp_future *f) {
+  if (!f) return;
+  int before = atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel);
+  if (before == 1) future_free(f, true);
+}
+
+/* ---- reading the state ---- */
+
+fp_future_state fp_future_get_state(const fp_future *f) {
+  if (!f) {
+    fp__einval("fp_future_get_state: future is NULL");
+    return FP_PENDING;
+  }
+  return (fp_future_state)atomic_load(&f->state);
+}
+
+static bool is_done_state(int s) { return s == FP_FINISHED || s == FP_CANCELLED; }
+
+bool fp_future_done(const fp_future *f) { return f && is_done_state(atomic_load(&f->state)); }
+bool fp_future_running(const fp_future *f) { return f && atomic_load(&f->state) == FP_RUNNING; }
+bool fp_future_cancelled(const fp_future *f) {
+  return f && atomic_load(&f->state) == FP_CANCELLED;
+}
+
+fp_fn fp_future_fn(const fp_future *f) { return f ? f->fn : NULL; }
+void *fp_future_arg(const fp_future *f) { return f ? f->arg : NULL; }
+uint64_t fp_future_id(const fp_future *f) { return f ? f->id : 0; }
+
+/* ---- completing ---- */
+
+/* Move f to a done state (mu held): wake every waiter and hand back the
+ * callbacks for the caller to run once mu is released. */
+static callback *complete_locked(fp_future *f, int state) {
+  atomic_store(&f->state, state);
+  for (fp__wait_node *n = f->waiters; n; n = n->next) {
+    fp__waiter *w = n->waiter;
+    pthread_mutex_lock(&w->mu);
+    n->ready_next = NULL;
+    if (w->ready_tail)
+      w->ready_tail->ready_next = n;
+    else
+      w->ready_head = n;
+    w->ready_tail = n;
+    w->ready++;
+    if (f->failed) w->failed++;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    n->linked = false;
+  }
+  f->waiters = NULL;
+  callback *cbs = f->cb_head;
+  f->cb_head = f->cb_tail = NULL;
+  return cbs;
+}
+
+static void run_callbacks(fp_future *f, callback *cbs) {
+  while (cbs) {
+    callback *next = cbs->next;
+    cbs->cb(f, cbs->userdata);
+    fp__free(cbs);
+    cbs = next;
+  }
+}
+
+/* Finish f with a result or an error (text owned, may be NULL for the
+ * code's standard message). */
+static int finish(fp_future *f, void *result, bool failed, int code, char *text) {
+  pthread_mutex_lock(&f->mu);
+  if (is_done_state(atomic_load(&f->state))) {
+    pthread_mutex_unlock(&f->mu);
+    fp__free(text);
+    return fp__fail(FP_ESTATE, "future %llu is already done: its first outcome stays",
+                    (unsigned long long)f->id);
+  }
+  f->result = result;
+  f->failed = failed;
+  if (failed) {
+    f->error.code = code ? code : FP_ETASK;
+    f->error_text = text;
+    f->error.message = text ? text : fp_strerror(f->error.code);
+  }
+  callback *cbs = complete_locked(f, FP_FINISHED);
+  pthread_mutex_unlock(&f->mu);
+  run_callbacks(f, cbs);
+  return 0;
+}
+
+int fp_future_set_result(fp_future *f, void *result) {
+  if (!f) return fp__einval("fp_future_set_result: future is NULL");
+  return finish(f, result, false, 0, NULL);
+}
+
+int fp_future_set_error(fp_future *f, int code, const char *fmt, ...) {
+  if (!f) return fp__einval("fp_future_set_error: future is NULL");
+  char *text = NULL;
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    text = fp__vformat(fmt, ap); /* NULL on ENOMEM: the code's own message */
+    va_end(ap);
+  }
+  return finish(f, NULL, true, code, text);
+}
+
+void fp__future_fail_static(fp_future *f, int code, const char *message) {
+  char *text = NULL;
+  if (message) {
+    size_t len = strlen(message);
+    text = fp__malloc(len + 1);
+    if (text) memcpy(text, message, len + 1);
+  }
+  finish(f, NULL, true, code, text);
+}
+
+int fp_future_set_running(fp_future *f) {
+  if (!f) return fp__einval("fp_future_set_running: future is NULL");
+  pthread_mutex_lock(&f->mu);
+  int state = atomic_load(&f->state);
+  if (state == FP_PENDING) atomic_store(&f->state, FP_RUNNING);
+  pthread_mutex_unlock(&f->mu);
+  if (state == FP_PENDING) return 0;
+  if (state == FP_CANCELLED)
+    return fp__fail(FP_ECANCELED, "future %llu was cancelled", (unsigned long long)f->id);
+  return fp__fail(FP_ESTATE, "future %llu is not pending", (unsigned long long)f->id);
+}
+
+bool fp_future_cancel(fp_future *f) {
+  if (!f) {
+    fp__einval("fp_future_cancel: future is NULL");
+    return false;
+  }
+  pthread_mutex_lock(&f->mu);
+  int state = atomic_load(&f->state);
+  if (state != FP_PENDING) {
+    if (state == FP_RUNNING) atomic_store(&f->cancel_requested, true);
+    pthread_mutex_unlock(&f->mu);
+    return state == FP_CANCELLED;
+  }
+  callback *cbs = complete_locked(f, FP_CANCELLED);
+  pthread_mutex_unlock(&f->mu);
+  run_callbacks(f, cbs);
+  return true;
+}
+
+/* ---- running a task ---- */
+
+void fp__future_run(fp_future *f, atomic_size_t *returning) {
+  if (fp_future_set_running(f) != 0) { /* cancelled while queued */
+    if (returning) atomic_fetch_add(returning, 1);
+    return;
+  }
+  fp_future *outer = current_future; /* a task may run another */
+  current_future = f;
+  void *result = f->fn(f->arg);
+  current_future = outer;
+  if (returning) atomic_fetch_add(returning, 1);
+  if (f->raised) {
+    if (result && f->result_free) f->result_free(result);
+    char *text = f->raised_text;
+    f->raised_text = NULL;
+    finish(f, NULL, true, f->raised_code, text);
+  } else {
+    finish(f, result, false, 0, NULL);
+  }
+}
+
+void *fp_raise(int code, const char *fmt, ...) {
+  fp_future *f = current_future;
+  if (!f) {
+    fp_log(FP_LOG_WARNING, "fp_raise called outside a task (code %d): ignored", code);
+    return NULL;
+  }
+  if (f->raised) return NULL; /* the first error is the cause: keep it */
+  f->raised = true;
+  f->raised_code = code ? code : FP_ETASK;
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    f->raised_text = fp__vformat(fmt, ap);
+    va_end(ap);
+  }
+  return NULL;
+}
+
+bool fp_cancel_requested(void) {
+  fp_future *f = current_future;
+  if (!f) return false;
+  if (atomic_load_explicit(&f->cancel_requested, memory_order_relaxed)) return true;
+  return f->ex && atomic_load_explicit(&f->ex->cancel_all, memory_order_relaxed);
+}
+
+/* ---- callbacks ---- */
+
+int fp_future_on_done(fp_future *f, fp_done_cb cb, void *userdata) {
+  if (!f || !cb) return fp__einval("fp_future_on_done: %s is NULL", f ? "callback" : "future");
+  callback *c = fp__malloc(sizeof *c);
+  if (!c) return fp__fail(FP_ENOMEM, "fp_future_on_done: out of memory");
+  c->cb = cb;
+  c->userdata = userdata;
+  c->next = NULL;
+  pthread_mutex_lock(&f->mu);
+  if (is_done_state(atomic_load(&f->state))) {
+    pthread_mutex_unlock(&f->mu);
+    fp__free(c);
+    cb(f, userdata);
+    return 0;
+  }
+  if (f->cb_tail)
+    f->cb_tail->next = c;
+  else
+    f->cb_head = c;
+  f->cb_tail = c;
+  pthread_mutex_unlock(&f->mu);
+  return 0;
+}
+
+/* ---- waiters ---- */
+
+int fp__waiter_init(fp__waiter *w) {
+  memset(w, 0, sizeof *w);
+  if (pthread_mutex_init(&w->mu, NULL)) return FP_ENOMEM;
+  if (fp__cond_init(&w->cv)) {
+    pthread_mutex_destroy(&w->mu);
+    return FP_ENOMEM;
+  }
+  return 0;
+}
+
+void fp__waiter_destroy(fp__waiter *w) {
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
+}
+
+bool fp__waiter_add(fp__waiter *w, fp__wait_node *node, fp_future *f) {
+  node->future = f;
+  node->waiter = w;
+  node->prev = NULL;
+  node->ready_next = NULL;
+  pthread_mutex_lock(&f->mu);
+  if (is_done_state(atomic_load(&f->state))) {
+    pthread_mutex_unlock(&f->mu);
+    node->linked = false;
+    return false;
+  }
+  node->next = f->waiters;
+  if (f->waiters) f->waiters->prev = node;
+  f->waiters = node;
+  node->linked = true;
+  pthread_mutex_unlock(&f->mu);
+  return true;
+}
+
+void fp__waiter_remove(fp__wait_node *node) {
+  fp_future *f = node->future;
+  /* Taking the lock even when the node was unlinked waits out a completer
+   * that may still be signalling this waiter. */
+  pthread_mutex_lock(&f->mu);
+  if (node->linked) {
+    if (node->prev)
+      node->prev->next = node->next;
+    else
+      f->waiters = node->next;
+    if (node->next) node->next->prev = node->prev;
+    node->linked = false;
+  }
+  pthread_mutex_unlock(&f->mu);
+}
+
+fp__wait_node *fp__waiter_pop(fp__waiter *w, const fp__deadline *d) {
+  pthread_mutex_lock(&w->mu);
+  while (!w->ready_head) {
+    if (fp__cond_wait(&w->cv, &w->mu, d) == ETIMEDOUT && !w->ready_head) break;
+  }
+  fp__wait_node *n = w->ready_head;
+  if (n) {
+    w->ready_head = n->ready_next;
+    if (!w->ready_head) w->ready_tail = NULL;
+  }
+  pthread_mutex_unlock(&w->mu);
+  return n;
+}
+
+/* ---- waiting for one future ---- */
+
+int fp_future_wait(fp_future *f, double timeout_s) {
+  if (!f) return fp__einval("fp_future_wait: future is NULL");
+  if (is_done_state(atomic_load(&f->state))) return 0;
+  if (timeout_s == 0)
+    return fp__fail(FP_ETIMEDOUT, "future %llu is not done", (unsigned long long)f->id);
+  fp__deadline d = fp__deadline_in(timeout_s);
+  fp__waiter w;
+  if (fp__waiter_init(&w)) return fp__fail(FP_ENOMEM, "fp_future_wait: out of resources");
+  fp__wait_node node;
+  bool done = true;
+  if (fp__waiter_add(&w, &node, f)) {
+    done = fp__waiter_pop(&w, &d) != NULL;
+    fp__waiter_remove(&node);
+  }
+  fp__waiter_destroy(&w);
+  if (done) return 0;
+  return fp__fail(FP_ETIMEDOUT, "future %llu not done within %g s", (unsigned long long)f->id,
+                  timeout_s);
+}
+
+int fp_future_result(fp_future *f, double timeout_s, void **out) {
+  if (!f) return fp__einval("fp_future_result: future is NULL");
+  if (out) *out = NULL;
+  int rc = fp_future_wait(f, timeout_s);
+  if (rc) return rc;
+  pthread_mutex_lock(&f->mu);
+  f->observed = true;
+  pthread_mutex_unlock(&f->mu);
+  if (atomic_load(&f->state) == FP_CANCELLED)
+    return fp__fail(FP_ECANCELED, "future %llu was cancelled", (unsigned long long)f->id);
+  if (f->failed) return fp__fail(f->error.code, "%s", f->error.message);
+  if (out) *out = f->result;
+  return 0;
+}
+
+const fp_error *fp_future_error(fp_future *f) {
+  if (!f) {
+    fp__einval("fp_future_error: future is NULL");
+    return NULL;
+  }
+  if (atomic_load(&f->state) != FP_FINISHED) return NULL;
+  pthread_mutex_lock(&f->mu);
+  f->observed = true;
+  pthread_mutex_unlock(&f->mu);
+  return f->failed ? &f->error : NULL;
+}

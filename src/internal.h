@@ -1,0 +1,130 @@
+/* internal.h - private declarations shared by the files in src/. */
+#ifndef FP_INTERNAL_H
+#define FP_INTERNAL_H
+
+#include "futureproof.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+/* ---- memory (error.c) ---- */
+void *fp__malloc(size_t size);
+void *fp__calloc(size_t count, size_t size);
+void *fp__realloc(void *ptr, size_t size);
+void fp__free(void *ptr);
+char *fp__vformat(const char *fmt, va_list ap); /* fp__malloc'd; NULL on ENOMEM */
+
+/* ---- errors (error.c) ---- */
+/* Record the thread's last error; returns code so callers can
+ * `return fp__fail(FP_EINVAL, "...")`. */
+int fp__fail(int code, const char *fmt, ...) FP_PRINTF(2, 3);
+/* fp__fail, plus a warning-level log line: for bad arguments. */
+int fp__einval(const char *fmt, ...) FP_PRINTF(1, 2);
+
+/* ---- logging (log.c) ---- */
+void fp__vlog(fp_log_level level, const char *fmt, va_list ap);
+
+/* ---- time ---- */
+/* An absolute CLOCK_MONOTONIC deadline; infinite when timeout_s < 0. */
+typedef struct fp__deadline {
+  struct timespec at;
+  bool infinite;
+} fp__deadline;
+fp__deadline fp__deadline_in(double timeout_s);
+bool fp__deadline_passed(const fp__deadline *d);
+double fp__deadline_remaining(const fp__deadline *d); /* -1 if infinite */
+double fp__now(void);                                  /* monotonic seconds */
+/* pthread_cond_wait / timedwait to the deadline; ETIMEDOUT when passed. */
+int fp__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, const fp__deadline *d);
+/* A condition variable that waits on CLOCK_MONOTONIC. */
+int fp__cond_init(pthread_cond_t *cv);
+
+/* ---- waiters (future.c): how a thread sleeps until futures complete ----
+ * A waiter is registered on futures through one node per future. When a
+ * future completes it appends the node to the waiter's ready list and
+ * signals it, under the waiter's lock while holding the future's lock
+ * (lock order: future, then waiter). */
+typedef struct fp__waiter fp__waiter;
+typedef struct fp__wait_node {
+  fp_future *future;
+  fp__waiter *waiter;
+  struct fp__wait_node *prev, *next; /* in the future's list */
+  struct fp__wait_node *ready_next;  /* in the waiter's ready list */
+  bool linked;                       /* in the future's list (future's lock) */
+} fp__wait_node;
+
+struct fp__waiter {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  fp__wait_node *ready_head, *ready_tail;
+  size_t ready;  /* nodes appended so far */
+  size_t failed; /* of which finished with an error */
+};
+
+int fp__waiter_init(fp__waiter *w);
+void fp__waiter_destroy(fp__waiter *w);
+/* Link node to f unless f is done; returns true if linked, false if done. */
+bool fp__waiter_add(fp__waiter *w, fp__wait_node *node, fp_future *f);
+/* Unlink (if still linked). After it the future no longer touches node. */
+void fp__waiter_remove(fp__wait_node *node);
+/* Pop a ready node, waiting until the deadline; NULL on timeout. */
+fp__wait_node *fp__waiter_pop(fp__waiter *w, const fp__deadline *d);
+
+/* ---- a set of distinct futures, O(n) (wait.c) ---- */
+/* Writes the distinct futures of fs into uniq (room for n), in first-seen
+ * order; returns their count or FP_ENOMEM. */
+long fp__dedup_futures(fp_future *const *fs, size_t n, fp_future **uniq);
+
+/* ---- futures, for executors (future.c) ---- */
+struct fp__executor_base;
+/* A pending future for fn(arg) owned by ex, with two references: the
+ * caller's and the executor's. NULL on ENOMEM. */
+fp_future *fp__future_new_task(fp_executor *ex, fp_fn fn, void *arg,
+                               const fp_task_options *topt);
+/* Free a future that was never handed out (submit failed): no destructors. */
+void fp__future_discard(fp_future *f);
+/* Run a pending future's task in this thread: set running (skip if it was
+ * cancelled), call fn, set the outcome. Does not release the reference.
+ * `returning` (may be NULL) is incremented once the task's function has
+ * returned and before its outcome is published, so an executor can count
+ * this thread as available before anyone sees the result. */
+void fp__future_run(fp_future *f, atomic_size_t *returning);
+/* Fail or cancel a future that never ran (queued when the pool broke). */
+void fp__future_fail_static(fp_future *f, int code, const char *message);
+/* Intrusive link for executors' queues. */
+fp_future **fp__future_next_link(fp_future *f);
+fp_executor *fp__future_executor(const fp_future *f);
+/* Finished with an error; unlike fp_future_error it does not count as
+ * looking at the error. */
+bool fp__future_failed(const fp_future *f);
+
+/* ---- executors (executor.c) ---- */
+typedef struct fp__executor_vtable {
+  const char *kind;
+  /* Enqueue f (already holding the executor's reference), waiting at most
+   * timeout_s for room (0: FP_EAGAIN at once). On error f is untouched. */
+  int (*submit)(fp_executor *ex, fp_future *f, double timeout_s);
+  int (*shutdown)(fp_executor *ex, bool wait, bool cancel_futures, const fp__deadline *d);
+  bool (*is_own_thread)(const fp_executor *ex); /* called from its own worker? */
+  void (*destroy)(fp_executor *ex);             /* after shutdown with wait */
+  void (*stats)(const fp_executor *ex, fp_executor_stats *out);
+} fp__executor_vtable;
+
+struct fp_executor {
+  const fp__executor_vtable *vt;
+  int max_workers;
+  atomic_uint_fast64_t next_id;
+  atomic_bool shut_down;
+  atomic_bool cancel_all; /* shutdown with cancel_futures: tasks see it */
+};
+
+void fp__executor_init(fp_executor *ex, const fp__executor_vtable *vt, int max_workers);
+
+/* ---- the current task (future.c) ---- */
+fp_future *fp__current_future(void);
+
+/* Default worker count, min(32, ncpu + 4). */
+int fp__default_workers(void);
+
+#endif /* FP_INTERNAL_H */

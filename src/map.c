@@ -1,0 +1,126 @@
+/* map.c - fp_map: apply a function to a lazily read input, results in
+ * input order, never more than `buffersize` items read ahead. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct fp_map {
+  fp_executor *ex;
+  fp_fn fn;
+  fp_iter_fn next;
+  void *state;
+  fp_map_options opt;
+  fp__deadline deadline;
+  fp_future **window; /* ring of submitted futures, oldest at head */
+  size_t head, count;
+  int end_code; /* 0 while the input goes on; FP_EOF or its error after */
+  char end_message[200];
+  fp_future *last; /* holds the result handed out last (result_free) */
+  bool timed_out;
+};
+
+void fp_map_options_init(fp_map_options *opt) {
+  if (!opt) {
+    fp__einval("fp_map_options_init: options are NULL");
+    return;
+  }
+  memset(opt, 0, sizeof *opt);
+  opt->timeout_s = -1;
+}
+
+/* Read and submit items until the window is full or the input ends. */
+static void fill(fp_map *m) {
+  fp_task_options topt = {m->opt.item_free, m->opt.result_free};
+  while (!m->end_code && m->count < m->opt.buffersize) {
+    void *item = NULL;
+    int rc = m->next(m->state, &item);
+    if (rc <= 0) {
+      m->end_code = rc ? rc : FP_EOF;
+      snprintf(m->end_message, sizeof m->end_message, rc ? "the map's input failed: %s (%d)"
+                                                         : "the map's input is exhausted (%s, %d)",
+               fp_err_name(m->end_code), m->end_code);
+      return;
+    }
+    fp_future *f;
+    rc = fp_submit_ex(m->ex, m->fn, item, &topt, fp__deadline_remaining(&m->deadline), &f);
+    if (rc) {
+      if (m->opt.item_free) m->opt.item_free(item); /* read by the map, so the map's */
+      m->end_code = rc;
+      snprintf(m->end_message, sizeof m->end_message, "map stopped: %s", fp_last_error_message());
+      return;
+    }
+    m->window[(m->head + m->count) % m->opt.buffersize] = f;
+    m->count++;
+  }
+}
+
+int fp_map_new(fp_executor *ex, fp_fn fn, fp_iter_fn next, void *state,
+               const fp_map_options *opt, fp_map **out) {
+  if (!out) return fp__einval("fp_map_new: out is NULL");
+  *out = NULL;
+  if (!ex || !fn || !next)
+    return fp__einval("fp_map_new: %s is NULL", !ex ? "executor" : !fn ? "function" : "input");
+  fp_map *m = fp__calloc(1, sizeof *m);
+  if (!m) return fp__fail(FP_ENOMEM, "fp_map_new: out of memory");
+  if (opt)
+    m->opt = *opt;
+  else
+    fp_map_options_init(&m->opt);
+  if (!m->opt.buffersize) m->opt.buffersize = 2 * (size_t)ex->max_workers;
+  m->window = fp__malloc(m->opt.buffersize * sizeof *m->window);
+  if (!m->window) {
+    fp__free(m);
+    return fp__fail(FP_ENOMEM, "fp_map_new: out of memory for a window of %zu",
+                    opt ? opt->buffersize : 0);
+  }
+  m->ex = ex;
+  m->fn = fn;
+  m->next = next;
+  m->state = state;
+  m->deadline = fp__deadline_in(m->opt.timeout_s);
+  fill(m);
+  *out = m;
+  return 0;
+}
+
+static void cancel_window(fp_map *m) {
+  for (; m->count; m->count--, m->head = (m->head + 1) % m->opt.buffersize) {
+    fp_future *f = m->window[m->head];
+    fp_future_cancel(f);
+    fp_future_release(f);
+  }
+}
+
+int fp_map_next(fp_map *m, void **result) {
+  if (!m || !result) return fp__einval("fp_map_next: %s is NULL", m ? "result" : "map");
+  *result = NULL;
+  fp_future_release(m->last);
+  m->last = NULL;
+  if (m->timed_out)
+    return fp__fail(FP_ETIMEDOUT, "map timed out after %g s", m->opt.timeout_s);
+  if (!m->count) return fp__fail(m->end_code, "%s", m->end_message);
+
+  fp_future *f = m->window[m->head];
+  int rc = fp_future_result(f, fp__deadline_remaining(&m->deadline), result);
+  if (rc == FP_ETIMEDOUT && !fp_future_done(f)) {
+    m->timed_out = true;
+    cancel_window(m);
+    return fp__fail(FP_ETIMEDOUT, "map timed out after %g s", m->opt.timeout_s);
+  }
+  m->head = (m->head + 1) % m->opt.buffersize;
+  m->count--;
+  m->last = f;
+  fill(m);
+  if (rc) /* fill may have overwritten the thread's last error: restore it */
+    fp_future_result(f, 0, NULL);
+  return rc;
+}
+
+void fp_map_free(fp_map *m) {
+  if (!m) return;
+  cancel_window(m);
+  fp_future_release(m->last);
+  fp__free(m->window);
+  fp__free(m);
+}
