@@ -1,0 +1,159 @@
+/* helpers.h - what the tests share: a capturing logger, a gate that holds
+ * tasks until the test opens it, small tasks, and the Check main. */
+#ifndef FP_TEST_HELPERS_H
+#define FP_TEST_HELPERS_H
+
+#define _GNU_SOURCE
+#include <check.h>
+#include <futureproof.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Timeouts, in seconds, for Check (per test) and for waits in tests: long
+ * enough for a loaded machine under ThreadSanitizer, so that only a hang
+ * fails them. */
+#define TEST_TIMEOUT 60
+#define LONG_WAIT 20.0
+
+static inline double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* ---- a logger that keeps the lines, for assertions ---- */
+typedef struct captured_log {
+  pthread_mutex_t mu;
+  char text[1 << 16];
+  size_t len;
+  int lines;
+} captured_log;
+
+static captured_log test_log = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, 0};
+
+static inline void capture_logger(fp_log_level level, const char *message, void *ud) {
+  captured_log *c = ud;
+  pthread_mutex_lock(&c->mu);
+  int n = snprintf(c->text + c->len, sizeof c->text - c->len, "%s: %s\n",
+                   fp_log_level_name(level), message);
+  if (n > 0 && c->len + (size_t)n < sizeof c->text) c->len += (size_t)n;
+  c->lines++;
+  pthread_mutex_unlock(&c->mu);
+}
+
+static inline void capture_start(void) {
+  pthread_mutex_lock(&test_log.mu);
+  test_log.len = 0;
+  test_log.text[0] = 0;
+  test_log.lines = 0;
+  pthread_mutex_unlock(&test_log.mu);
+  fp_set_logger(capture_logger, &test_log, FP_LOG_DEBUG);
+}
+
+static inline bool captured(const char *needle) {
+  pthread_mutex_lock(&test_log.mu);
+  bool found = strstr(test_log.text, needle) != NULL;
+  pthread_mutex_unlock(&test_log.mu);
+  return found;
+}
+
+static inline int captured_lines(void) {
+  pthread_mutex_lock(&test_log.mu);
+  int n = test_log.lines;
+  pthread_mutex_unlock(&test_log.mu);
+  return n;
+}
+
+/* ---- a gate: tasks wait at it until the test opens it ---- */
+typedef struct gate {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool open;
+  int arrived; /* tasks that reached the gate */
+} gate;
+
+static inline void gate_init(gate *g) {
+  pthread_mutex_init(&g->mu, NULL);
+  pthread_cond_init(&g->cv, NULL);
+  g->open = false;
+  g->arrived = 0;
+}
+
+static inline void gate_open(gate *g) {
+  pthread_mutex_lock(&g->mu);
+  g->open = true;
+  pthread_cond_broadcast(&g->cv);
+  pthread_mutex_unlock(&g->mu);
+}
+
+/* Wait (from the test) until n tasks stand at the gate; false on timeout. */
+static inline bool gate_wait_arrived(gate *g, int n) {
+  struct timespec end;
+  clock_gettime(CLOCK_REALTIME, &end);
+  end.tv_sec += (time_t)LONG_WAIT;
+  pthread_mutex_lock(&g->mu);
+  while (g->arrived < n)
+    if (pthread_cond_timedwait(&g->cv, &g->mu, &end) != 0) break;
+  bool ok = g->arrived >= n;
+  pthread_mutex_unlock(&g->mu);
+  return ok;
+}
+
+/* A task: arrive at the gate (arg), wait until it opens. */
+static inline void *task_wait_gate(void *arg) {
+  gate *g = arg;
+  pthread_mutex_lock(&g->mu);
+  g->arrived++;
+  pthread_cond_broadcast(&g->cv);
+  while (!g->open) pthread_cond_wait(&g->cv, &g->mu);
+  pthread_mutex_unlock(&g->mu);
+  return arg;
+}
+
+/* ---- small tasks ---- */
+static inline void *task_identity(void *arg) { return arg; }
+static inline void *task_double(void *arg) { return (void *)((intptr_t)arg * 2); }
+static inline void *task_fail(void *arg) {
+  return fp_raise(-5 /* -EIO */, "item %ld failed on purpose", (long)(intptr_t)arg);
+}
+static inline void *task_sleep_ms(void *arg) {
+  sleep_ms((int)(intptr_t)arg);
+  return arg;
+}
+
+static inline fp_executor *new_pool(int workers) {
+  fp_thread_pool_options opt;
+  fp_thread_pool_options_init(&opt);
+  opt.max_workers = workers;
+  fp_executor *ex = NULL;
+  ck_assert_int_eq(fp_thread_pool_new(&opt, &ex), 0);
+  return ex;
+}
+
+/* ---- Check main: one suite per file, every test with a timeout ---- */
+#define TEST_MAIN(suite_name, ...)                                         \
+  int main(void) {                                                         \
+    Suite *s = suite_create(suite_name);                                   \
+    TCase *tc = tcase_create("core");                                      \
+    tcase_set_timeout(tc, TEST_TIMEOUT);                                   \
+    const TTest *tests[] = {__VA_ARGS__};                                  \
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)            \
+      _tcase_add_test(tc, tests[i], 0, 0, 0, 1);                           \
+    suite_add_tcase(s, tc);                                                \
+    SRunner *sr = srunner_create(s);                                       \
+    srunner_run_all(sr, CK_NORMAL);                                        \
+    int failed = srunner_ntests_failed(sr);                                \
+    srunner_free(sr);                                                      \
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;                           \
+  }
+
+#endif

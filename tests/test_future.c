@@ -1,0 +1,324 @@
+/* test_future.c - the future: states, cancel, result with timeouts,
+ * set twice, done-callbacks, references, destructors, and the report of an
+ * error nobody retrieved. */
+#include "helpers.h"
+
+START_TEST(states_pending_running_finished) {
+  fp_future *f;
+  ck_assert_int_eq(fp_future_new(&f), 0);
+  ck_assert_int_eq(fp_future_get_state(f), FP_PENDING);
+  ck_assert(!fp_future_done(f) && !fp_future_running(f) && !fp_future_cancelled(f));
+  ck_assert_int_eq(fp_future_set_running(f), 0);
+  ck_assert(fp_future_running(f) && !fp_future_done(f));
+  ck_assert_int_eq(fp_future_set_result(f, (void *)42), 0);
+  ck_assert(fp_future_done(f) && !fp_future_running(f) && !fp_future_cancelled(f));
+  void *out = NULL;
+  ck_assert_int_eq(fp_future_result(f, 0, &out), 0);
+  ck_assert_ptr_eq(out, (void *)42);
+  ck_assert_ptr_null(fp_future_error(f));
+  fp_future_release(f);
+}
+END_TEST
+
+START_TEST(cancel_semantics) {
+  fp_future *pending, *running, *finished;
+  fp_future_new(&pending);
+  fp_future_new(&running);
+  fp_future_new(&finished);
+  /* pending -> true and cancelled; again -> still true */
+  ck_assert(fp_future_cancel(pending));
+  ck_assert(fp_future_cancelled(pending) && fp_future_done(pending));
+  ck_assert(fp_future_cancel(pending));
+  ck_assert_int_eq(fp_future_result(pending, 0, NULL), FP_ECANCELED);
+  ck_assert_int_eq(fp_future_set_running(pending), FP_ECANCELED);
+  /* running -> false, stays running */
+  fp_future_set_running(running);
+  ck_assert(!fp_future_cancel(running));
+  ck_assert(fp_future_running(running) && !fp_future_cancelled(running));
+  /* finished -> false, keeps its result */
+  fp_future_set_result(finished, (void *)7);
+  ck_assert(!fp_future_cancel(finished));
+  void *out;
+  ck_assert_int_eq(fp_future_result(finished, 0, &out), 0);
+  ck_assert_ptr_eq(out, (void *)7);
+  /* a done future cannot be set */
+  ck_assert_int_eq(fp_future_set_result(pending, NULL), FP_ESTATE);
+  fp_future_set_result(running, NULL);
+  fp_future_release(pending);
+  fp_future_release(running);
+  fp_future_release(finished);
+}
+END_TEST
+
+START_TEST(result_timeout_zero_polls_and_positive_times_out) {
+  fp_future *f;
+  fp_future_new(&f);
+  ck_assert_int_eq(fp_future_result(f, 0, NULL), FP_ETIMEDOUT);
+  double t0 = now_s();
+  ck_assert_int_eq(fp_future_result(f, 0.05, NULL), FP_ETIMEDOUT);
+  ck_assert(now_s() - t0 >= 0.045);
+  ck_assert_int_eq(fp_last_error()->code, FP_ETIMEDOUT);
+  ck_assert_int_eq(fp_future_wait(f, 0.01), FP_ETIMEDOUT);
+  fp_future_set_result(f, NULL);
+  ck_assert_int_eq(fp_future_wait(f, 0), 0);
+  fp_future_release(f);
+}
+END_TEST
+
+typedef struct waiter_arg {
+  fp_future *f;
+  int rc;
+  void *value;
+} waiter_arg;
+
+static void *wait_forever(void *p) {
+  waiter_arg *w = p;
+  w->rc = fp_future_result(w->f, -1, &w->value);
+  return NULL;
+}
+
+static void *set_later(void *p) {
+  sleep_ms(20);
+  fp_future_set_result(p, (void *)99);
+  return NULL;
+}
+
+START_TEST(result_from_another_thread_wakes_every_waiter) {
+  enum { N = 8 };
+  fp_future *f;
+  fp_future_new(&f);
+  pthread_t th[N], setter;
+  waiter_arg args[N];
+  for (int i = 0; i < N; i++) {
+    args[i] = (waiter_arg){f, -1, NULL};
+    pthread_create(&th[i], NULL, wait_forever, &args[i]);
+  }
+  pthread_create(&setter, NULL, set_later, f);
+  for (int i = 0; i < N; i++) {
+    pthread_join(th[i], NULL);
+    ck_assert_int_eq(args[i].rc, 0);
+    ck_assert_ptr_eq(args[i].value, (void *)99);
+  }
+  pthread_join(setter, NULL);
+  fp_future_release(f);
+}
+END_TEST
+
+static void *cancel_later(void *p) {
+  sleep_ms(20);
+  fp_future_cancel(p);
+  return NULL;
+}
+
+START_TEST(cancel_from_another_thread_wakes_waiters) {
+  fp_future *f;
+  fp_future_new(&f);
+  pthread_t th;
+  pthread_create(&th, NULL, cancel_later, f);
+  ck_assert_int_eq(fp_future_result(f, LONG_WAIT, NULL), FP_ECANCELED);
+  pthread_join(th, NULL);
+  fp_future_release(f);
+}
+END_TEST
+
+START_TEST(set_twice_is_invalid_state_and_first_stays) {
+  fp_future *f;
+  fp_future_new(&f);
+  ck_assert_int_eq(fp_future_set_result(f, (void *)1), 0);
+  ck_assert_int_eq(fp_future_set_result(f, (void *)2), FP_ESTATE);
+  ck_assert_int_eq(fp_future_set_error(f, FP_ETASK, "late"), FP_ESTATE);
+  void *out;
+  ck_assert_int_eq(fp_future_result(f, 0, &out), 0);
+  ck_assert_ptr_eq(out, (void *)1);
+  fp_future_release(f);
+
+  fp_future_new(&f);
+  ck_assert_int_eq(fp_future_set_error(f, -5, "disk %d on fire", 3), 0);
+  ck_assert_int_eq(fp_future_set_result(f, (void *)2), FP_ESTATE);
+  ck_assert_int_eq(fp_future_result(f, 0, &out), -5);
+  ck_assert_str_eq(fp_future_error(f)->message, "disk 3 on fire");
+  ck_assert_str_eq(fp_last_error_message(), "disk 3 on fire");
+  fp_future_release(f);
+}
+END_TEST
+
+typedef struct cb_log {
+  int order[8];
+  int n;
+  pthread_t thread[8];
+} cb_log;
+
+static void record(fp_future *f, void *ud, int tag) {
+  (void)f;
+  cb_log *l = ud;
+  l->thread[l->n] = pthread_self();
+  l->order[l->n++] = tag;
+}
+static void cb1(fp_future *f, void *ud) { record(f, ud, 1); }
+static void cb2(fp_future *f, void *ud) { record(f, ud, 2); }
+static void cb3(fp_future *f, void *ud) { record(f, ud, 3); }
+/* A callback that uses the future it is called for, and a release-heavy
+ * one: neither may break the callbacks after it. */
+static void cb_uses_future(fp_future *f, void *ud) {
+  void *v = NULL;
+  ck_assert_int_eq(fp_future_result(f, 0, &v), 0);
+  ck_assert(fp_future_done(f));
+  record(f, ud, 10 + (int)(intptr_t)v);
+}
+
+START_TEST(callbacks_in_order_in_completing_thread) {
+  fp_future *f;
+  fp_future_new(&f);
+  cb_log log = {{0}, 0, {0}};
+  ck_assert_int_eq(fp_future_on_done(f, cb1, &log), 0);
+  ck_assert_int_eq(fp_future_on_done(f, cb_uses_future, &log), 0);
+  ck_assert_int_eq(fp_future_on_done(f, cb2, &log), 0);
+  ck_assert_int_eq(log.n, 0);
+  pthread_t setter;
+  pthread_create(&setter, NULL, set_later, f); /* result 99 */
+  pthread_join(setter, NULL);
+  ck_assert_int_eq(log.n, 3);
+  ck_assert_int_eq(log.order[0], 1);
+  ck_assert_int_eq(log.order[1], 10 + 99);
+  ck_assert_int_eq(log.order[2], 2);
+  for (int i = 0; i < 3; i++) ck_assert(pthread_equal(log.thread[i], setter));
+  /* added to a done future: runs at once, in the caller */
+  ck_assert_int_eq(fp_future_on_done(f, cb3, &log), 0);
+  ck_assert_int_eq(log.n, 4);
+  ck_assert_int_eq(log.order[3], 3);
+  ck_assert(pthread_equal(log.thread[3], pthread_self()));
+  fp_future_release(f);
+}
+END_TEST
+
+START_TEST(callbacks_run_on_cancel) {
+  fp_future *f;
+  fp_future_new(&f);
+  cb_log log = {{0}, 0, {0}};
+  fp_future_on_done(f, cb1, &log);
+  fp_future_cancel(f);
+  ck_assert_int_eq(log.n, 1);
+  fp_future_release(f);
+}
+END_TEST
+
+static atomic_int freed_results, freed_args;
+static void count_result_free(void *p) {
+  (void)p;
+  atomic_fetch_add(&freed_results, 1);
+}
+static void count_arg_free(void *p) {
+  free(p);
+  atomic_fetch_add(&freed_args, 1);
+}
+static void *task_malloc_result(void *arg) {
+  (void)arg;
+  return malloc(16);
+}
+static void free_and_count(void *p) {
+  free(p);
+  atomic_fetch_add(&freed_results, 1);
+}
+
+START_TEST(references_and_destructors) {
+  atomic_store(&freed_results, 0);
+  atomic_store(&freed_args, 0);
+  fp_executor *ex = new_pool(2);
+  fp_task_options topt = {count_arg_free, free_and_count};
+  fp_future *f;
+  ck_assert_int_eq(fp_submit_ex(ex, task_malloc_result, malloc(8), &topt, -1, &f), 0);
+  void *r;
+  ck_assert_int_eq(fp_future_result(f, LONG_WAIT, &r), 0);
+  ck_assert_ptr_nonnull(r);
+  fp_future_retain(f);
+  fp_future_release(f);
+  ck_assert_int_eq(atomic_load(&freed_results), 0); /* one reference left */
+  fp_future_release(f);
+  ck_assert_int_eq(atomic_load(&freed_results), 1);
+  ck_assert_int_eq(atomic_load(&freed_args), 1);
+  /* a cancelled task: its argument is freed, there is no result */
+  gate g;
+  gate_init(&g);
+  fp_future *blocker, *queued;
+  fp_executor *one = new_pool(1);
+  fp_submit(one, task_wait_gate, &g, &blocker);
+  fp_task_options topt2 = {count_arg_free, count_result_free};
+  fp_submit_ex(one, task_identity, malloc(8), &topt2, -1, &queued);
+  ck_assert(fp_future_cancel(queued));
+  fp_future_release(queued);
+  gate_open(&g);
+  fp_future_release(blocker);
+  fp_executor_free(one);
+  fp_executor_free(ex);
+  ck_assert_int_eq(atomic_load(&freed_args), 2);
+  ck_assert_int_eq(atomic_load(&freed_results), 1);
+}
+END_TEST
+
+START_TEST(unretrieved_error_is_reported_at_last_release) {
+  capture_start();
+  fp_future *f;
+  fp_future_new(&f);
+  fp_future_set_error(f, -5, "nobody looked at me");
+  ck_assert(!captured("nobody looked at me"));
+  fp_future_release(f);
+  ck_assert(captured("warning: "));
+  ck_assert(captured("nobody retrieved its error: FP_UNKNOWN: nobody looked at me"));
+
+  /* through a pool: the report names the task */
+  capture_start();
+  fp_executor *ex = new_pool(1);
+  fp_submit(ex, task_fail, (void *)17, &f);
+  fp_future_wait(f, LONG_WAIT);
+  fp_executor_free(ex);
+  fp_future_release(f);
+  ck_assert(captured("future 1 (task"));
+  ck_assert(captured("item 17 failed on purpose"));
+}
+END_TEST
+
+START_TEST(retrieved_error_is_not_reported) {
+  capture_start();
+  fp_future *a, *b;
+  fp_future_new(&a);
+  fp_future_new(&b);
+  fp_future_set_error(a, -5, "seen by result");
+  fp_future_set_error(b, -5, "seen by error");
+  ck_assert_int_eq(fp_future_result(a, 0, NULL), -5);
+  ck_assert_int_eq(fp_future_error(b)->code, -5);
+  fp_future_release(a);
+  fp_future_release(b);
+  ck_assert_int_eq(captured_lines(), 0);
+}
+END_TEST
+
+START_TEST(bad_arguments_are_einval_with_a_log_line) {
+  capture_start();
+  ck_assert_int_eq(fp_future_new(NULL), FP_EINVAL);
+  ck_assert_int_eq(fp_future_result(NULL, 0, NULL), FP_EINVAL);
+  ck_assert_int_eq(fp_future_wait(NULL, 0), FP_EINVAL);
+  ck_assert_int_eq(fp_future_set_result(NULL, NULL), FP_EINVAL);
+  ck_assert_int_eq(fp_future_set_error(NULL, 1, "x"), FP_EINVAL);
+  ck_assert_int_eq(fp_future_set_running(NULL), FP_EINVAL);
+  ck_assert_int_eq(fp_future_on_done(NULL, cb1, NULL), FP_EINVAL);
+  ck_assert(!fp_future_cancel(NULL));
+  ck_assert_ptr_null(fp_future_error(NULL));
+  ck_assert_ptr_null(fp_future_retain(NULL));
+  fp_future_release(NULL); /* no-op */
+  fp_future *f;
+  fp_future_new(&f);
+  ck_assert_int_eq(fp_future_on_done(f, NULL, NULL), FP_EINVAL);
+  fp_future_release(f);
+  ck_assert(captured("invalid argument: fp_future_new: out is NULL"));
+  ck_assert_int_ge(captured_lines(), 10);
+  ck_assert_int_eq(fp_last_error()->code, FP_EINVAL);
+}
+END_TEST
+
+TEST_MAIN("future", states_pending_running_finished, cancel_semantics,
+          result_timeout_zero_polls_and_positive_times_out,
+          result_from_another_thread_wakes_every_waiter, cancel_from_another_thread_wakes_waiters,
+          set_twice_is_invalid_state_and_first_stays, callbacks_in_order_in_completing_thread,
+          callbacks_run_on_cancel, references_and_destructors,
+          unretrieved_error_is_reported_at_last_release, retrieved_error_is_not_reported,
+          bad_arguments_are_einval_with_a_log_line)
