@@ -1,0 +1,50 @@
+# Makefile - the quick start: `make demo` and `make test`. It wraps CMake.
+BUILD ?= build
+JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps demo test test-asan test-tsan test-all bench install clean
+
+all: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j$(JOBS)
+
+deps:
+	@tools/deps.sh build
+
+# Build and run the examples.
+demo: all
+	@for e in $(BUILD)/examples/example_*; do echo "==> $$e"; $$e || exit 1; done
+
+# Build and run the whole suite.
+test: all
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+# The suite under AddressSanitizer + UndefinedBehaviorSanitizer, and under
+# ThreadSanitizer (CI runs all three).
+test-asan: deps
+	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DFP_SANITIZE=address -DFP_BUILD_EXAMPLES=OFF
+	cmake --build $(BUILD)-asan -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(BUILD)-asan --output-on-failure -j$(JOBS)
+
+test-tsan: deps
+	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=Debug -DFP_SANITIZE=thread -DFP_BUILD_EXAMPLES=OFF
+	cmake --build $(BUILD)-tsan -j$(JOBS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --test-dir $(BUILD)-tsan --output-on-failure -j$(JOBS)
+
+test-all: test test-asan test-tsan
+
+bench:
+	@tools/deps.sh bench
+	cmake -S . -B $(BUILD)-bench -DCMAKE_BUILD_TYPE=Release -DFP_BUILD_BENCH=ON -DFP_BUILD_TESTS=OFF -DFP_BUILD_EXAMPLES=OFF
+	cmake --build $(BUILD)-bench -j$(JOBS)
+	@for b in $(BUILD)-bench/bench/bench_*; do echo "==> $$b"; $$b || exit 1; done
+
+PREFIX ?= /usr/local
+install: all
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(BUILD)-bench
