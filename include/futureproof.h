@@ -76,10 +76,11 @@ typedef enum {
 #undef FP__ERR_ENUM
 } fp_errno;
 
-/* A message for any code ("unknown error" for codes the library does not
- * know). Never NULL; the string is static. */
+/* A message for any code (library codes and common -errno values;
+ * "unknown error" for others). Never NULL; the string is static. */
 FP_EXTERN const char *fp_strerror(int code);
-/* The code's name, e.g. "FP_ETIMEDOUT"; "FP_UNKNOWN" for others. */
+/* The code's name, e.g. "FP_ETIMEDOUT"; common -errno values a task may
+ * fail with are named too ("ENOENT"); "FP_UNKNOWN" for others. */
 FP_EXTERN const char *fp_err_name(int code);
 
 /* An error: a code and a message. Owned by whoever hands it out. */

@@ -8,6 +8,40 @@
 
 const char *fp_version_string(void) { return FP_VERSION_STRING; }
 
+/* Tasks fail with -errno as often as with our codes: name the common ones
+ * too (libuv does the same). */
+#define FP__ERRNO_EXTRA(XX)                               \
+  XX(EPERM, "operation not permitted")                     \
+  XX(ENOENT, "no such file or directory")                  \
+  XX(ESRCH, "no such process")                             \
+  XX(EIO, "i/o error")                                     \
+  XX(ENXIO, "no such device or address")                   \
+  XX(E2BIG, "argument list too long")                      \
+  XX(EBADF, "bad file descriptor")                         \
+  XX(ECHILD, "no child processes")                         \
+  XX(EACCES, "permission denied")                          \
+  XX(EFAULT, "bad address")                                \
+  XX(EEXIST, "file exists")                                \
+  XX(ENOTDIR, "not a directory")                           \
+  XX(EISDIR, "is a directory")                             \
+  XX(ENFILE, "too many open files in system")              \
+  XX(EMFILE, "too many open files")                        \
+  XX(EFBIG, "file too large")                              \
+  XX(ENOSPC, "no space left on device")                    \
+  XX(EROFS, "read-only file system")                       \
+  XX(EPIPE, "broken pipe")                                 \
+  XX(EDOM, "argument out of domain")                       \
+  XX(ERANGE, "result out of range")                        \
+  XX(ENOSYS, "function not implemented")                   \
+  XX(ENOTSUP, "operation not supported")                   \
+  XX(EPROTO, "protocol error")                             \
+  XX(EADDRINUSE, "address already in use")                 \
+  XX(ECONNABORTED, "connection aborted")                   \
+  XX(ECONNRESET, "connection reset by peer")               \
+  XX(ECONNREFUSED, "connection refused")                   \
+  XX(ENETUNREACH, "network is unreachable")                \
+  XX(EHOSTUNREACH, "host is unreachable")
+
 const char *fp_strerror(int code) {
   switch (code) {
 #define FP__ERR_TEXT(name, value, text) \
@@ -15,6 +49,11 @@ const char *fp_strerror(int code) {
     return text;
     FP_ERRNO_MAP(FP__ERR_TEXT)
 #undef FP__ERR_TEXT
+#define FP__ERRNO_TEXT(name, text) \
+  case -name:                      \
+    return text;
+    FP__ERRNO_EXTRA(FP__ERRNO_TEXT)
+#undef FP__ERRNO_TEXT
   case 0:
     return "success";
   default:
@@ -29,6 +68,11 @@ const char *fp_err_name(int code) {
     return "FP_" #name;
     FP_ERRNO_MAP(FP__ERR_NAME)
 #undef FP__ERR_NAME
+#define FP__ERRNO_NAME(name, text) \
+  case -name:                      \
+    return #name;
+    FP__ERRNO_EXTRA(FP__ERRNO_NAME)
+#undef FP__ERRNO_NAME
   case 0:
     return "FP_OK";
   default:

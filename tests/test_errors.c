@@ -34,6 +34,15 @@ START_TEST(unknown_codes_are_named_unknown) {
 }
 END_TEST
 
+START_TEST(common_errno_values_are_named) {
+  ck_assert_str_eq(fp_err_name(-ENOENT), "ENOENT");
+  ck_assert_str_eq(fp_strerror(-ENOENT), "no such file or directory");
+  ck_assert_str_eq(fp_err_name(-EIO), "EIO");
+  ck_assert_str_eq(fp_err_name(-ECONNREFUSED), "ECONNREFUSED");
+  ck_assert_str_eq(fp_err_name(ENOENT), "FP_UNKNOWN"); /* errors are negative */
+}
+END_TEST
+
 static void *fail_in_thread(void *arg) {
   (void)arg;
   fp_future_new(NULL);
@@ -66,4 +75,5 @@ START_TEST(version_matches_the_header) {
 END_TEST
 
 TEST_MAIN("errors", every_code_has_a_name_and_a_message, unknown_codes_are_named_unknown,
+          common_errno_values_are_named,
           last_error_is_per_thread, version_matches_the_header)

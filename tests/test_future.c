@@ -263,7 +263,7 @@ START_TEST(unretrieved_error_is_reported_at_last_release) {
   ck_assert(!captured("nobody looked at me"));
   fp_future_release(f);
   ck_assert(captured("warning: "));
-  ck_assert(captured("nobody retrieved its error: FP_UNKNOWN: nobody looked at me"));
+  ck_assert(captured("nobody retrieved its error: EIO: nobody looked at me"));
 
   /* through a pool: the report names the task */
   capture_start();
