@@ -1,0 +1,31 @@
+#!/bin/sh
+# check_install.sh BUILD_DIR SOURCE_DIR - install into a scratch prefix and
+# link a small program three ways: pkg-config (shared), pkg-config --static,
+# and CMake's find_package. Each program must run and print the version.
+set -eu
+build=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+libdir=$(ls -d "$tmp/prefix"/lib* | head -n 1)
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+cc=${CC:-cc}
+
+# shellcheck disable=SC2046
+$cc -std=c11 -o "$tmp/shared" "$src/tests/install/consumer.c" $(pkg-config --cflags --libs futureproof)
+LD_LIBRARY_PATH="$libdir" "$tmp/shared" | grep -q "^futureproof $(pkg-config --modversion futureproof)$"
+readelf -d "$tmp/shared" | grep -q 'libfutureproof.so.0'
+
+# shellcheck disable=SC2046
+$cc -std=c11 -o "$tmp/static" "$src/tests/install/consumer.c" -static-pie 2>/dev/null \
+  $(pkg-config --cflags --libs --static futureproof) ||
+  $cc -std=c11 -o "$tmp/static" "$src/tests/install/consumer.c" \
+    "$libdir/libfutureproof.a" $(pkg-config --cflags --libs-only-other --static futureproof) -lm
+"$tmp/static" | grep -q "^futureproof "
+
+cmake -S "$src/tests/install/cmake_consumer" -B "$tmp/cm" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/cm" >/dev/null
+LD_LIBRARY_PATH="$libdir" "$tmp/cm/consumer_shared" | grep -q "^futureproof "
+"$tmp/cm/consumer_static" | grep -q "^futureproof "
+echo "install: header, shared and static library, pkg-config and CMake package all work"
