@@ -258,16 +258,16 @@ bool fp_future_cancel(fp_future *f) {
 
 /* ---- running a task ---- */
 
-void fp__future_run(fp_future *f, atomic_size_t *returning) {
+void fp__future_run(fp_future *f, fp__returned_fn returned, void *ctx) {
   if (fp_future_set_running(f) != 0) { /* cancelled while queued */
-    if (returning) atomic_fetch_add(returning, 1);
+    if (returned) returned(ctx, false);
     return;
   }
   fp_future *outer = current_future; /* a task may run another */
   current_future = f;
   void *result = f->fn(f->arg);
   current_future = outer;
-  if (returning) atomic_fetch_add(returning, 1);
+  if (returned) returned(ctx, true);
   if (f->raised) {
     if (result && f->result_free) f->result_free(result);
     char *text = f->raised_text;

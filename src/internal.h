@@ -86,10 +86,11 @@ fp_future *fp__future_new_task(fp_executor *ex, fp_fn fn, void *arg,
 void fp__future_discard(fp_future *f);
 /* Run a pending future's task in this thread: set running (skip if it was
  * cancelled), call fn, set the outcome. Does not release the reference.
- * `returning` (may be NULL) is incremented once the task's function has
- * returned and before its outcome is published, so an executor can count
- * this thread as available before anyone sees the result. */
-void fp__future_run(fp_future *f, atomic_size_t *returning);
+ * `returned(ctx, ran)` (may be NULL) is called once the task's function has
+ * returned (ran) or was skipped, before the outcome is published: an
+ * executor's counters are then right before anyone sees the result. */
+typedef void (*fp__returned_fn)(void *ctx, bool ran);
+void fp__future_run(fp_future *f, fp__returned_fn returned, void *ctx);
 /* Fail or cancel a future that never ran (queued when the pool broke). */
 void fp__future_fail_static(fp_future *f, int code, const char *message);
 /* Intrusive link for executors' queues. */

@@ -111,6 +111,14 @@ static void name_thread(thread_pool *p, size_t index) {
 #endif
 }
 
+/* Counted before the outcome is published: a submit that follows a
+ * result sees this thread as free, and stats include the task. */
+static void task_returned(void *ctx, bool ran) {
+  thread_pool *p = ctx;
+  atomic_fetch_add(&p->available, 1);
+  if (ran) atomic_fetch_add_explicit(&p->completed, 1, memory_order_relaxed);
+}
+
 static void *worker_main(void *arg) {
   worker *w = arg;
   thread_pool *p = w->pool;
@@ -132,8 +140,7 @@ static void *worker_main(void *arg) {
     atomic_fetch_sub(&p->available, 1);
     if (p->space_waiters) pthread_cond_signal(&p->space_cv);
     pthread_mutex_unlock(&p->mu);
-    fp__future_run(f, &p->available);
-    atomic_fetch_add_explicit(&p->completed, 1, memory_order_relaxed);
+    fp__future_run(f, task_returned, p);
     fp_future_release(f); /* the executor's reference */
     pthread_mutex_lock(&p->mu);
   }
