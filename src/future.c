@@ -120,25 +120,31 @@ void fp_future_release(fp_future *f) {
 
 /* ---- reading the state ---- */
 
+/* For the accessors that cannot return a code: false after the log line. */
+static bool present(const fp_future *f, const char *fn) {
+  if (!f) fp__einval("%s: future is NULL", fn);
+  return f != NULL;
+}
+
 fp_future_state fp_future_get_state(const fp_future *f) {
-  if (!f) {
-    fp__einval("fp_future_get_state: future is NULL");
-    return FP_PENDING;
-  }
-  return (fp_future_state)atomic_load(&f->state);
+  return present(f, __func__) ? (fp_future_state)atomic_load(&f->state) : FP_PENDING;
 }
 
 static bool is_done_state(int s) { return s == FP_FINISHED || s == FP_CANCELLED; }
 
-bool fp_future_done(const fp_future *f) { return f && is_done_state(atomic_load(&f->state)); }
-bool fp_future_running(const fp_future *f) { return f && atomic_load(&f->state) == FP_RUNNING; }
+bool fp_future_done(const fp_future *f) {
+  return present(f, __func__) && is_done_state(atomic_load(&f->state));
+}
+bool fp_future_running(const fp_future *f) {
+  return present(f, __func__) && atomic_load(&f->state) == FP_RUNNING;
+}
 bool fp_future_cancelled(const fp_future *f) {
-  return f && atomic_load(&f->state) == FP_CANCELLED;
+  return present(f, __func__) && atomic_load(&f->state) == FP_CANCELLED;
 }
 
-fp_fn fp_future_fn(const fp_future *f) { return f ? f->fn : NULL; }
-void *fp_future_arg(const fp_future *f) { return f ? f->arg : NULL; }
-uint64_t fp_future_id(const fp_future *f) { return f ? f->id : 0; }
+fp_fn fp_future_fn(const fp_future *f) { return present(f, __func__) ? f->fn : NULL; }
+void *fp_future_arg(const fp_future *f) { return present(f, __func__) ? f->arg : NULL; }
+uint64_t fp_future_id(const fp_future *f) { return present(f, __func__) ? f->id : 0; }
 
 /* ---- completing ---- */
 
