@@ -405,32 +405,38 @@ END_TEST
 
 typedef struct blocked_submit {
   fp_executor *ex;
-  int rc;
+  atomic_int rc; /* 1 until fp_submit returns */
   fp_future *f;
 } blocked_submit;
 
 static void *submit_blocking(void *p) {
   blocked_submit *b = p;
-  b->rc = fp_submit(b->ex, task_identity, (void *)5, &b->f);
+  atomic_store(&b->rc, fp_submit(b->ex, task_identity, (void *)5, &b->f));
   return NULL;
+}
+
+/* A pool of one busy worker (held at g) and a full queue of one (q). */
+static fp_executor *full_pool(gate *g, fp_future **busy, fp_future **q) {
+  gate_init(g);
+  fp_executor *ex = bounded_pool(1, 1);
+  fp_submit(ex, task_wait_gate, g, busy);
+  ck_assert(gate_wait_arrived(g, 1));
+  ck_assert_int_eq(fp_submit(ex, task_identity, NULL, q), 0);
+  return ex;
 }
 
 START_TEST(blocking_submit_waits_for_room) {
   gate g;
-  gate_init(&g);
-  fp_executor *ex = bounded_pool(1, 1);
   fp_future *busy, *q;
-  fp_submit(ex, task_wait_gate, &g, &busy);
-  ck_assert(gate_wait_arrived(&g, 1));
-  fp_submit(ex, task_identity, NULL, &q);
-  blocked_submit b = {ex, -1, NULL};
+  fp_executor *ex = full_pool(&g, &busy, &q);
+  blocked_submit b = {ex, 1, NULL};
   pthread_t th;
   pthread_create(&th, NULL, submit_blocking, &b);
-  sleep_ms(20); /* let it block; the assertion does not depend on it */
-  ck_assert(!fp_future_done(q));
+  sleep_ms(50); /* time to return, if it did not block */
+  ck_assert_int_eq(atomic_load(&b.rc), 1);
   gate_open(&g);
   pthread_join(th, NULL);
-  ck_assert_int_eq(b.rc, 0);
+  ck_assert_int_eq(atomic_load(&b.rc), 0);
   void *r;
   ck_assert_int_eq(fp_future_result(b.f, LONG_WAIT, &r), 0);
   ck_assert_ptr_eq(r, (void *)5);
@@ -443,12 +449,8 @@ END_TEST
 
 START_TEST(shutdown_wakes_blocked_submitters) {
   gate g;
-  gate_init(&g);
-  fp_executor *ex = bounded_pool(1, 1);
   fp_future *busy, *q;
-  fp_submit(ex, task_wait_gate, &g, &busy);
-  ck_assert(gate_wait_arrived(&g, 1));
-  fp_submit(ex, task_identity, NULL, &q);
+  fp_executor *ex = full_pool(&g, &busy, &q);
   blocked_submit b[3];
   pthread_t th[3];
   for (int i = 0; i < 3; i++) {
@@ -461,8 +463,9 @@ START_TEST(shutdown_wakes_blocked_submitters) {
     pthread_join(th[i], NULL);
     /* each either got in before the shutdown (then it was cancelled or
      * ran) or was told the pool shut down; none hangs */
-    ck_assert(b[i].rc == FP_ESHUTDOWN || b[i].rc == 0);
-    if (b[i].rc == 0) fp_future_release(b[i].f);
+    int rc = atomic_load(&b[i].rc);
+    ck_assert(rc == FP_ESHUTDOWN || rc == 0);
+    if (rc == 0) fp_future_release(b[i].f);
   }
   ck_assert(fp_future_cancelled(q));
   gate_open(&g);
