@@ -353,6 +353,128 @@ FP_EXTERN int fp_map_next(fp_map *m, void **result);
 FP_EXTERN void fp_map_free(fp_map *m);
 
 /* ===================================================================== */
+/* Task manager: fail fast, error policies, backpressure, monitor        */
+/* ===================================================================== */
+
+/* What happens when a task fails. */
+typedef enum {
+  FP_POLICY_RAISE = 0,  /* stop everything at the first failure (default) */
+  FP_POLICY_LOG = 1,    /* log it with the task's identity, go on */
+  FP_POLICY_IGNORE = 2  /* go on silently; the error stays in the task */
+} fp_error_policy;
+
+/* "raise", "log" or "ignore", in any case. FP_EINVAL for anything else. */
+FP_EXTERN int fp_error_policy_parse(const char *name, fp_error_policy *out);
+FP_EXTERN const char *fp_error_policy_name(fp_error_policy policy);
+
+typedef struct fp_tm_options {
+  fp_error_policy error_policy;
+  /* Tasks submitted and not yet consumed, at most. 0 = default: 2 x the
+   * executor's max_workers. */
+  size_t max_in_flight;
+  /* Seconds between monitor lines ("N tasks completed in the last X s"),
+   * logged at info level. Default 2; 0 = no monitor. */
+  double monitor_interval;
+  /* Install a SIGINT handler for the manager's life: one Ctrl-C stops the
+   * run (fp_tm_next / fp_tm_run return FP_EINTR); a second one during the
+   * stop exits the process. The previous handler is restored by
+   * fp_tm_free. Off by default: the library installs no handler unasked. */
+  bool handle_interrupt;
+  /* Show progress when `total` is known: a bar redrawn in place on stderr
+   * when it is a terminal, plain info log lines otherwise. */
+  bool progress;
+  uint64_t total; /* tasks expected in all (0: unknown) */
+  /* Keep every consumed task for fp_tm_completed_tasks. Off by default:
+   * memory would grow with the number of tasks. */
+  bool keep_completed;
+} fp_tm_options;
+FP_EXTERN void fp_tm_options_init(fp_tm_options *opt);
+
+typedef struct fp_task_manager fp_task_manager;
+/* A task handle: its function and argument, its outcome, its timings.
+ * Reference counted like futures. */
+typedef struct fp_task fp_task;
+
+/* A manager over any executor (which must outlive it). opt NULL =
+ * defaults. With monitor, progress or handle_interrupt it starts one
+ * thread of its own (never a worker of the executor). */
+FP_EXTERN int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out);
+
+/* Add fn(arg). Tasks run in the order of fp_tm_submit and fp_tm_map calls.
+ * When max_in_flight tasks are submitted and not consumed, waits at most
+ * timeout_s for the consumer (fp_tm_next / fp_tm_run, in another thread):
+ * FP_ETIMEDOUT then (FP_EAGAIN for timeout 0). After a stop: the stop's
+ * code. out (may be NULL) receives a reference to the task. */
+FP_EXTERN int fp_tm_submit(fp_task_manager *tm, fp_fn fn, void *arg, double timeout_s,
+                           fp_task **out);
+
+/* Add fn over every item next() produces, read lazily: an item is read only
+ * when the window has room, so an endless input runs in constant memory.
+ * item_free (may be NULL) is called on each item when its task is freed. */
+FP_EXTERN int fp_tm_map(fp_task_manager *tm, fp_fn fn, fp_iter_fn next, void *state,
+                        fp_free_fn item_free);
+
+/* The next completed task, in completion order (one reference in *out):
+ *   0 (with log/ignore policies the task may hold an error);
+ *   FP_EOF when every task was consumed and the inputs are exhausted;
+ *   FP_ETIMEDOUT;
+ *   after a stop, the stop's code every time: the failed task's error
+ *   (raise policy; *out = that task, see fp_tm_failed_task) or FP_EINTR. */
+FP_EXTERN int fp_tm_next(fp_task_manager *tm, double timeout_s, fp_task **out);
+
+/* Consume everything: 0 when all tasks are done (with log/ignore, failures
+ * included), or what fp_tm_next returned that was not 0 or FP_EOF. */
+FP_EXTERN int fp_tm_run(fp_task_manager *tm, double timeout_s);
+
+/* The task whose failure stopped the run (raise policy), with a reference;
+ * FP_EOF (and NULL) if no task failed the run. */
+FP_EXTERN int fp_tm_failed_task(fp_task_manager *tm, fp_task **out);
+
+/* With keep_completed: the consumed tasks, in consumption order (borrowed,
+ * valid until fp_tm_free). Returns their count. */
+FP_EXTERN size_t fp_tm_completed_tasks(fp_task_manager *tm, fp_task *const **tasks);
+
+typedef struct fp_tm_stats {
+  uint64_t submitted;   /* tasks handed to the executor */
+  uint64_t completed;   /* finished (result or error) */
+  uint64_t failed;      /* of which with an error */
+  uint64_t cancelled;   /* cancelled before they ran */
+  size_t in_flight;     /* submitted, not consumed */
+  size_t max_in_flight; /* the window */
+  size_t peak_in_flight;/* the most ever in flight at once */
+  int stop_code;        /* 0 while running, else why it stopped */
+  double stop_latency;  /* seconds from the failure (or the signal) to the
+                           moment every queued task was cancelled */
+} fp_tm_stats;
+FP_EXTERN int fp_tm_get_stats(fp_task_manager *tm, fp_tm_stats *out);
+
+/* Stop what was not consumed (queued tasks are cancelled, running ones are
+ * asked to stop), stop the monitor, restore the SIGINT handler, and free
+ * the manager. Never waits for running tasks: they finish on their own.
+ * Task handles you hold stay valid. NULL is a no-op. */
+FP_EXTERN void fp_tm_free(fp_task_manager *tm);
+
+/* Task handles. */
+FP_EXTERN fp_task *fp_task_retain(fp_task *t);
+FP_EXTERN void fp_task_release(fp_task *t);
+FP_EXTERN fp_fn fp_task_fn(const fp_task *t);
+FP_EXTERN void *fp_task_arg(const fp_task *t);
+FP_EXTERN uint64_t fp_task_index(const fp_task *t); /* 1, 2, ... in submission order */
+FP_EXTERN fp_future_state fp_task_state(const fp_task *t);
+FP_EXTERN bool fp_task_complete(const fp_task *t); /* finished or cancelled */
+/* 0 and the result; the task's error code; FP_ECANCELED; FP_ETIMEDOUT if
+ * not complete (it never waits). */
+FP_EXTERN int fp_task_result(const fp_task *t, void **out);
+FP_EXTERN const fp_error *fp_task_error(const fp_task *t); /* NULL unless failed */
+/* Monotonic seconds (as fp_now()) it was queued, started and finished; 0
+ * for what has not happened. */
+FP_EXTERN void fp_task_times(const fp_task *t, double *queued, double *started,
+                             double *finished);
+
+/* Monotonic clock, in seconds, as the task timings use it. */
+FP_EXTERN double fp_now(void);
+
+/* ===================================================================== */
 /* Logging                                                               */
 /* ===================================================================== */
 

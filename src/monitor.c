@@ -1,0 +1,167 @@
+/* monitor.c - the task manager's own thread (never a worker of the pool):
+ * monitor lines, the progress display, and turning a SIGINT into a stop. */
+#define _GNU_SOURCE
+#include "task_manager.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A signal handler can only reach process-wide state: the wake pipe of the
+ * manager that asked for SIGINT (the last one, when several do). */
+static atomic_int interrupt_fd = -1;
+static atomic_int interrupts_seen;
+
+static void on_sigint(int sig) {
+  if (atomic_fetch_add(&interrupts_seen, 1) > 0) { /* the second one: exit now */
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  int fd = atomic_load(&interrupt_fd);
+  if (fd >= 0) {
+    char c = 'i';
+    ssize_t written = write(fd, &c, 1); /* async-signal-safe */
+    (void)written;
+  }
+}
+
+static void monitor_line(fp_task_manager *tm, double seconds) {
+  pthread_mutex_lock(&tm->mu);
+  uint64_t done = tm->completed, failed = tm->failed;
+  size_t in_flight = tm->in_flight;
+  pthread_mutex_unlock(&tm->mu);
+  fp_log(FP_LOG_INFO, "%llu tasks completed in the last %.1f s (%zu in flight, %llu failed)",
+         (unsigned long long)(done - tm->completed_total_reported), seconds, in_flight,
+         (unsigned long long)failed);
+  tm->completed_total_reported = done;
+}
+
+static void progress(fp_task_manager *tm, double started, bool tty, bool final) {
+  pthread_mutex_lock(&tm->mu);
+  uint64_t done = tm->completed + tm->cancelled;
+  pthread_mutex_unlock(&tm->mu);
+  uint64_t total = tm->opt.total;
+  if (done > total) done = total;
+  double elapsed = fp__now() - started;
+  double rate = elapsed > 0 ? (double)done / elapsed : 0;
+  double eta = rate > 0 ? (double)(total - done) / rate : 0;
+  int percent = (int)(100.0 * (double)done / (double)total);
+  if (tty) {
+    char bar[31];
+    int filled = percent * 30 / 100;
+    for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '.';
+    bar[30] = 0;
+    fprintf(stderr, "\r[%s] %llu/%llu %3d%% %8.1f tasks/s ETA %5.0f s\033[K%s", bar,
+            (unsigned long long)done, (unsigned long long)total, percent, rate, eta,
+            final ? "\n" : "");
+    fflush(stderr);
+  } else {
+    fp_log(FP_LOG_INFO, "progress: %llu/%llu (%d%%), %.1f tasks/s, ETA %.0f s",
+           (unsigned long long)done, (unsigned long long)total, percent, rate, eta);
+  }
+}
+
+static void interrupted(fp_task_manager *tm) {
+  pthread_mutex_lock(&tm->mu);
+  bool began = fp__tm_begin_stop(tm, FP_EINTR, NULL, "interrupted by SIGINT");
+  pthread_mutex_unlock(&tm->mu);
+  if (!began) return;
+  fp_log(FP_LOG_WARNING, "interrupted: stopping the run (Ctrl-C again exits at once)");
+  fp__tm_cancel_running(tm);
+}
+
+static int ms_until(double when) {
+  double left = when - fp__now();
+  return left <= 0 ? 0 : (int)(left * 1000) + 1;
+}
+
+static void *reporter_main(void *arg) {
+  fp_task_manager *tm = arg;
+#ifdef __linux__
+  pthread_setname_np(pthread_self(), "fp-monitor");
+#endif
+  double interval = tm->opt.monitor_interval;
+  bool show_progress = tm->opt.progress && tm->opt.total > 0;
+  bool tty = show_progress && isatty(STDERR_FILENO);
+  double progress_every = tty ? 0.2 : (interval > 0 ? interval : 2);
+  double started = fp__now(), last_monitor = started;
+  double next_monitor = interval > 0 ? started + interval : 1e300;
+  double next_progress = show_progress ? started + progress_every : 1e300;
+  if (interval > 0) fp_log(FP_LOG_INFO, "starting executor monitor");
+  for (bool quit = false; !quit;) {
+    double next = next_monitor < next_progress ? next_monitor : next_progress;
+    struct pollfd p = {tm->wake_pipe[0], POLLIN, 0};
+    int timeout = next >= 1e300 ? -1 : ms_until(next);
+    if (poll(&p, 1, timeout) > 0) {
+      char c[16];
+      ssize_t n = read(tm->wake_pipe[0], c, sizeof c);
+      for (ssize_t i = 0; i < n; i++) {
+        if (c[i] == 'i') interrupted(tm);
+        if (c[i] == 'q') quit = true;
+      }
+    }
+    double now = fp__now();
+    if (now >= next_monitor) {
+      monitor_line(tm, now - last_monitor);
+      last_monitor = now;
+      next_monitor = now + interval;
+    }
+    if (now >= next_progress) {
+      progress(tm, started, tty, false);
+      next_progress = now + progress_every;
+    }
+  }
+  if (show_progress) progress(tm, started, tty, true);
+  if (interval > 0) fp_log(FP_LOG_INFO, "shutting down monitor");
+  return NULL;
+}
+
+int fp__tm_reporter_start(fp_task_manager *tm) {
+  const fp_tm_options *o = &tm->opt;
+  if (!(o->monitor_interval > 0) && !o->handle_interrupt && !(o->progress && o->total)) return 0;
+  if (pipe(tm->wake_pipe))
+    return fp__fail(FP_ENOMEM, "task manager: cannot create a pipe: %s", strerror(errno));
+  for (int i = 0; i < 2; i++) {
+    fcntl(tm->wake_pipe[i], F_SETFD, FD_CLOEXEC);
+    fcntl(tm->wake_pipe[i], F_SETFL, O_NONBLOCK); /* the handler never blocks */
+  }
+  if (o->handle_interrupt) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    atomic_store(&interrupts_seen, 0);
+    tm->old_interrupt_fd = atomic_exchange(&interrupt_fd, tm->wake_pipe[1]);
+    sigaction(SIGINT, &sa, &tm->old_sigint);
+    tm->sigint_installed = true;
+  }
+  int rc = pthread_create(&tm->reporter, NULL, reporter_main, tm);
+  if (rc) {
+    fp__tm_reporter_stop(tm);
+    return fp__fail(FP_ENOMEM, "task manager: cannot start its monitor thread: %s", strerror(rc));
+  }
+  tm->reporter_running = true;
+  return 0;
+}
+
+void fp__tm_reporter_stop(fp_task_manager *tm) {
+  if (tm->reporter_running) {
+    char c = 'q';
+    while (write(tm->wake_pipe[1], &c, 1) < 0 && errno == EINTR) {
+    }
+    pthread_join(tm->reporter, NULL);
+    tm->reporter_running = false;
+  }
+  if (tm->sigint_installed) {
+    sigaction(SIGINT, &tm->old_sigint, NULL);
+    atomic_store(&interrupt_fd, tm->old_interrupt_fd);
+    tm->sigint_installed = false;
+  }
+  for (int i = 0; i < 2; i++)
+    if (tm->wake_pipe[i] >= 0) close(tm->wake_pipe[i]);
+  tm->wake_pipe[0] = tm->wake_pipe[1] = -1;
+}

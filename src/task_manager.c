@@ -1,0 +1,553 @@
+/* task_manager.c - the futureproof layer over any executor: tasks in
+ * submission order through a bounded window, error policies, and fail
+ * fast (the first failure cancels what is queued and asks running tasks to
+ * stop). */
+#include "task_manager.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+double fp_now(void) { return fp__now(); }
+
+/* ---- policies ---- */
+
+static const char *const policy_names[] = {"raise", "log", "ignore"};
+
+const char *fp_error_policy_name(fp_error_policy policy) {
+  return (unsigned)policy < 3 ? policy_names[policy] : "unknown";
+}
+
+int fp_error_policy_parse(const char *name, fp_error_policy *out) {
+  if (!name || !out) return fp__einval("fp_error_policy_parse: %s is NULL", name ? "out" : "name");
+  for (int p = 0; p < 3; p++) {
+    size_t i = 0;
+    while (name[i] && tolower((unsigned char)name[i]) == policy_names[p][i]) i++;
+    if (!name[i] && !policy_names[p][i]) {
+      *out = (fp_error_policy)p;
+      return 0;
+    }
+  }
+  return fp__einval("unknown error policy '%s' (use raise, log or ignore)", name);
+}
+
+void fp_tm_options_init(fp_tm_options *opt) {
+  if (!opt) {
+    fp__einval("fp_tm_options_init: options are NULL");
+    return;
+  }
+  memset(opt, 0, sizeof *opt);
+  opt->error_policy = FP_POLICY_RAISE;
+  opt->monitor_interval = 2;
+}
+
+/* ---- task handles ---- */
+
+static fp_task *task_new(fp_fn fn, void *arg, fp_free_fn arg_free) {
+  fp_task *t = fp__calloc(1, sizeof *t);
+  if (!t) return NULL;
+  atomic_init(&t->refs, 1);
+  t->fn = fn;
+  t->arg = arg;
+  t->arg_free = arg_free;
+  t->queued_at = fp__now();
+  return t;
+}
+
+fp_task *fp_task_retain(fp_task *t) {
+  if (!t) {
+    fp__einval("fp_task_retain: task is NULL");
+    return NULL;
+  }
+  atomic_fetch_add(&t->refs, 1);
+  return t;
+}
+
+void fp_task_release(fp_task *t) {
+  if (!t || atomic_fetch_sub(&t->refs, 1) != 1) return;
+  fp_future_release(atomic_load(&t->future));
+  if (t->arg_free) t->arg_free(t->arg);
+  fp__free(t);
+}
+
+static bool task_present(const fp_task *t, const char *fn) {
+  if (!t) fp__einval("%s: task is NULL", fn);
+  return t != NULL;
+}
+
+fp_fn fp_task_fn(const fp_task *t) { return task_present(t, __func__) ? t->fn : NULL; }
+void *fp_task_arg(const fp_task *t) { return task_present(t, __func__) ? t->arg : NULL; }
+uint64_t fp_task_index(const fp_task *t) { return task_present(t, __func__) ? t->index : 0; }
+
+fp_future_state fp_task_state(const fp_task *t) {
+  if (!task_present(t, __func__)) return FP_PENDING;
+  fp_future *f = atomic_load(&t->future);
+  if (f) return fp_future_get_state(f);
+  return atomic_load(&t->dropped) ? FP_CANCELLED : FP_PENDING;
+}
+
+bool fp_task_complete(const fp_task *t) {
+  fp_future_state s = fp_task_state(t);
+  return s == FP_FINISHED || s == FP_CANCELLED;
+}
+
+int fp_task_result(const fp_task *t, void **out) {
+  if (out) *out = NULL;
+  if (!task_present(t, __func__)) return FP_EINVAL;
+  fp_future *f = atomic_load(&t->future);
+  if (f) return fp_future_result(f, 0, out);
+  if (atomic_load(&t->dropped))
+    return fp__fail(FP_ECANCELED, "task %llu never ran: the run stopped first",
+                    (unsigned long long)t->index);
+  return fp__fail(FP_ETIMEDOUT, "task %llu is not complete", (unsigned long long)t->index);
+}
+
+const fp_error *fp_task_error(const fp_task *t) {
+  fp_future *f = task_present(t, __func__) ? atomic_load(&t->future) : NULL;
+  return f ? fp_future_error(f) : NULL;
+}
+
+void fp_task_times(const fp_task *t, double *queued, double *started, double *finished) {
+  bool ok = task_present(t, __func__);
+  bool done = ok && fp_task_complete(t); /* the worker's writes are visible */
+  if (queued) *queued = ok ? t->queued_at : 0;
+  if (started) *started = done ? t->started_at : 0;
+  if (finished) *finished = done ? t->finished_at : 0;
+}
+
+/* ---- lists ---- */
+
+static void list_push(tm_list *l, fp_task *t) {
+  t->next = NULL;
+  t->prev = l->tail;
+  if (l->tail)
+    l->tail->next = t;
+  else
+    l->head = t;
+  l->tail = t;
+}
+
+static void list_remove(tm_list *l, fp_task *t) {
+  if (t->prev)
+    t->prev->next = t->next;
+  else
+    l->head = t->next;
+  if (t->next)
+    t->next->prev = t->prev;
+  else
+    l->tail = t->prev;
+  t->prev = t->next = NULL;
+}
+
+/* ---- the manager's own references ---- */
+
+static void tm_destroy(fp_task_manager *tm) {
+  for (fp_task *t = tm->done.head, *next; t; t = next) {
+    next = t->next;
+    fp_task_release(t);
+  }
+  for (tm_source *s = tm->sources, *next; s; s = next) {
+    next = s->next;
+    if (s->task) fp_task_release(s->task);
+    fp__free(s);
+  }
+  for (size_t i = 0; i < tm->kept_count; i++) fp_task_release(tm->kept[i]);
+  fp__free(tm->kept);
+  fp_task_release(tm->failed_task);
+  pthread_cond_destroy(&tm->cv);
+  pthread_mutex_destroy(&tm->mu);
+  fp__free(tm);
+}
+
+static void tm_release(fp_task_manager *tm) {
+  if (atomic_fetch_sub(&tm->refs, 1) == 1) tm_destroy(tm);
+}
+
+/* ---- running a task ---- */
+
+/* What the executor runs: the user's function, timed, unless the run is
+ * stopping (a task the stop's cancel did not reach in time). */
+static void *trampoline(void *arg) {
+  fp_task *t = arg;
+  t->started_at = fp__now();
+  void *result;
+  if (atomic_load(&t->tm->stopping))
+    result = fp_raise(FP_ECANCELED, "task %llu not started: the run is stopping",
+                      (unsigned long long)t->index);
+  else
+    result = t->fn(t->arg);
+  t->finished_at = fp__now();
+  return result;
+}
+
+bool fp__tm_begin_stop(fp_task_manager *tm, int code, fp_task *failed, const char *fmt, ...) {
+  if (atomic_load(&tm->stopping)) return false;
+  atomic_store(&tm->stopping, true);
+  tm->stop_code = code;
+  tm->stop_began = fp__now();
+  if (failed) tm->failed_task = fp_task_retain(failed);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tm->stop_message, sizeof tm->stop_message, fmt, ap);
+  va_end(ap);
+  pthread_cond_broadcast(&tm->cv);
+  return true;
+}
+
+void fp__tm_cancel_running(fp_task_manager *tm) {
+  pthread_mutex_lock(&tm->mu);
+  size_t n = 0, room = tm->in_flight;
+  fp_future **fs = room ? fp__malloc(room * sizeof *fs) : NULL;
+  for (fp_task *t = tm->running.head; t && n < room && fs; t = t->next) {
+    fp_future *f = atomic_load(&t->future);
+    if (f) fs[n++] = fp_future_retain(f); /* else mid-handover: the trampoline turns it away */
+  }
+  pthread_mutex_unlock(&tm->mu);
+  if (room && !fs) /* the trampoline still turns each away as it starts */
+    fp_log(FP_LOG_WARNING, "task manager: no memory to cancel %zu tasks at once", room);
+  for (size_t i = 0; i < n; i++) {
+    fp_future_cancel(fs[i]); /* queued: cancelled; running: asked to stop */
+    fp_future_release(fs[i]);
+  }
+  fp__free(fs);
+  pthread_mutex_lock(&tm->mu);
+  if (tm->stop_latency == 0) tm->stop_latency = fp__now() - tm->stop_began;
+  pthread_mutex_unlock(&tm->mu);
+}
+
+/* A task's future is done: move the task to the done list and apply the
+ * error policy. Runs in the thread that completed the future. */
+static void on_task_done(fp_future *f, void *userdata) {
+  fp_task *t = userdata;
+  fp_task_manager *tm = t->tm;
+  const fp_error *err = fp_future_error(f);
+  bool began_stop = false;
+  pthread_mutex_lock(&tm->mu);
+  list_remove(&tm->running, t);
+  list_push(&tm->done, t);
+  if (fp_future_cancelled(f))
+    tm->cancelled++;
+  else
+    tm->completed++;
+  if (err && !(atomic_load(&tm->stopping) && err->code == FP_ECANCELED)) {
+    tm->failed++;
+    if (tm->opt.error_policy == FP_POLICY_RAISE)
+      began_stop = fp__tm_begin_stop(tm, err->code, t, "task %llu failed: %s: %s",
+                                     (unsigned long long)t->index, fp_err_name(err->code),
+                                     err->message);
+    else if (tm->opt.error_policy == FP_POLICY_LOG)
+      fp_log(FP_LOG_WARNING, "task %llu (fn %p, arg %p) failed: %s: %s",
+             (unsigned long long)t->index, (void *)(uintptr_t)t->fn, t->arg,
+             fp_err_name(err->code), err->message);
+  }
+  pthread_cond_broadcast(&tm->cv);
+  pthread_mutex_unlock(&tm->mu);
+  if (began_stop) fp__tm_cancel_running(tm);
+  tm_release(tm); /* the task's hold on the manager */
+}
+
+/* ---- feeding the executor ---- */
+
+/* Hand one task to the executor (mu held on entry and exit; released
+ * while submitting, which may block on a bounded queue and may complete
+ * the task at once). */
+static void hand_over(fp_task_manager *tm, fp_task *t) {
+  t->index = ++tm->next_index;
+  t->tm = tm;
+  atomic_fetch_add(&tm->refs, 1);
+  list_push(&tm->running, t);
+  pthread_mutex_unlock(&tm->mu);
+  fp_future *f = NULL;
+  int rc = fp_submit_ex(tm->ex, trampoline, t, NULL, -1, &f);
+  pthread_mutex_lock(&tm->mu);
+  if (rc == 0) {
+    atomic_store(&t->future, f);
+    tm->submitted++;
+    pthread_mutex_unlock(&tm->mu);
+    if (fp_future_on_done(f, on_task_done, t)) { /* no memory for it: do it here */
+      fp_future_wait(f, -1);
+      on_task_done(f, t);
+    }
+    pthread_mutex_lock(&tm->mu);
+    return;
+  }
+  /* The executor refused (shut down, broken, out of memory): that ends the
+   * run whatever the policy, since nothing more can run. */
+  list_remove(&tm->running, t);
+  atomic_store(&t->dropped, true);
+  list_push(&tm->done, t);
+  bool began = fp__tm_begin_stop(tm, rc, NULL, "the executor refused task %llu: %s",
+                                 (unsigned long long)t->index, fp_last_error_message());
+  pthread_mutex_unlock(&tm->mu);
+  tm_release(tm);
+  if (began) fp__tm_cancel_running(tm);
+  pthread_mutex_lock(&tm->mu);
+}
+
+/* Hand over what the window allows, in submission order (mu held). */
+static void feed(fp_task_manager *tm) {
+  if (tm->feeding) return; /* another thread is at it: order stays */
+  tm->feeding = true;
+  while (tm->sources && !atomic_load(&tm->stopping)) {
+    tm_source *s = tm->sources;
+    if (s->task) { /* submitted: already counted in the window */
+      tm->sources = s->next;
+      if (!tm->sources) tm->sources_tail = NULL;
+      fp_task *t = s->task;
+      fp__free(s);
+      tm->backlog--;
+      hand_over(tm, t);
+      continue;
+    }
+    /* A map pulls only when the window has room -- or when everything in
+     * it is submitted tasks queued behind this map, which could otherwise
+     * never run. */
+    if (tm->in_flight >= tm->opt.max_in_flight && tm->in_flight > tm->backlog) break;
+    void *item = NULL;
+    pthread_mutex_unlock(&tm->mu); /* the input is the caller's code */
+    int rc = s->iter(s->state, &item);
+    fp_task *t = rc > 0 ? task_new(s->fn, item, s->item_free) : NULL;
+    pthread_mutex_lock(&tm->mu);
+    if (rc > 0 && !t) {
+      if (s->item_free) s->item_free(item);
+      rc = FP_ENOMEM;
+    }
+    if (rc <= 0) { /* this input ended (or failed): on to the next source */
+      tm->sources = s->next;
+      if (!tm->sources) tm->sources_tail = NULL;
+      fp__free(s);
+      if (rc < 0 &&
+          fp__tm_begin_stop(tm, rc, NULL, "a map's input failed: %s (%d)", fp_err_name(rc), rc)) {
+        pthread_mutex_unlock(&tm->mu);
+        fp__tm_cancel_running(tm);
+        pthread_mutex_lock(&tm->mu);
+      }
+      continue;
+    }
+    tm->in_flight++;
+    if (tm->in_flight > tm->peak_in_flight) tm->peak_in_flight = tm->in_flight;
+    hand_over(tm, t);
+  }
+  tm->feeding = false;
+  pthread_cond_broadcast(&tm->cv); /* consumers that waited while we fed */
+}
+
+/* ---- the public calls ---- */
+
+int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out) {
+  if (!out) return fp__einval("fp_tm_new: out is NULL");
+  *out = NULL;
+  if (!ex) return fp__einval("fp_tm_new: executor is NULL");
+  fp_tm_options defaults;
+  if (!opt) {
+    fp_tm_options_init(&defaults);
+    opt = &defaults;
+  }
+  if ((unsigned)opt->error_policy > FP_POLICY_IGNORE)
+    return fp__einval("fp_tm_new: unknown error policy %d", (int)opt->error_policy);
+  if (!(opt->monitor_interval >= 0))
+    return fp__einval("fp_tm_new: monitor_interval must be 0 (off) or more");
+  fp_task_manager *tm = fp__calloc(1, sizeof *tm);
+  if (!tm) return fp__fail(FP_ENOMEM, "fp_tm_new: out of memory");
+  tm->ex = ex;
+  tm->opt = *opt;
+  if (!tm->opt.max_in_flight) tm->opt.max_in_flight = 2 * (size_t)ex->max_workers;
+  atomic_init(&tm->refs, 1);
+  atomic_init(&tm->stopping, false);
+  tm->wake_pipe[0] = tm->wake_pipe[1] = -1;
+  if (pthread_mutex_init(&tm->mu, NULL) || fp__cond_init(&tm->cv)) {
+    fp__free(tm);
+    return fp__fail(FP_ENOMEM, "fp_tm_new: out of resources");
+  }
+  int rc = fp__tm_reporter_start(tm);
+  if (rc) {
+    tm_destroy(tm);
+    return rc;
+  }
+  *out = tm;
+  return 0;
+}
+
+static int add_source(fp_task_manager *tm, tm_source *s) {
+  s->next = NULL;
+  if (tm->sources_tail)
+    tm->sources_tail->next = s;
+  else
+    tm->sources = s;
+  tm->sources_tail = s;
+  feed(tm);
+  return 0;
+}
+
+int fp_tm_submit(fp_task_manager *tm, fp_fn fn, void *arg, double timeout_s, fp_task **out) {
+  if (out) *out = NULL;
+  if (!tm || !fn) return fp__einval("fp_tm_submit: %s is NULL", tm ? "function" : "manager");
+  fp__deadline d = fp__deadline_in(timeout_s);
+  pthread_mutex_lock(&tm->mu);
+  int rc = 0;
+  while (!atomic_load(&tm->stopping) && tm->in_flight >= tm->opt.max_in_flight) {
+    if (timeout_s == 0 || fp__cond_wait(&tm->cv, &tm->mu, &d) == ETIMEDOUT) {
+      if (atomic_load(&tm->stopping) || tm->in_flight < tm->opt.max_in_flight) break;
+      rc = fp__fail(timeout_s == 0 ? FP_EAGAIN : FP_ETIMEDOUT,
+                    "the window is full (%zu tasks in flight): consume results with "
+                    "fp_tm_next or fp_tm_run, or use fp_tm_map",
+                    tm->in_flight);
+      break;
+    }
+  }
+  if (!rc && atomic_load(&tm->stopping)) rc = fp__fail(tm->stop_code, "%s", tm->stop_message);
+  fp_task *t = NULL;
+  tm_source *s = NULL;
+  if (!rc) {
+    t = task_new(fn, arg, NULL);
+    s = fp__calloc(1, sizeof *s);
+    if (!t || !s) {
+      fp__free(t);
+      fp__free(s);
+      rc = fp__fail(FP_ENOMEM, "fp_tm_submit: out of memory");
+    }
+  }
+  if (!rc) {
+    if (out) *out = fp_task_retain(t);
+    s->task = t;
+    tm->in_flight++;
+    tm->backlog++;
+    if (tm->in_flight > tm->peak_in_flight) tm->peak_in_flight = tm->in_flight;
+    add_source(tm, s);
+  }
+  pthread_mutex_unlock(&tm->mu);
+  return rc;
+}
+
+int fp_tm_map(fp_task_manager *tm, fp_fn fn, fp_iter_fn next, void *state, fp_free_fn item_free) {
+  if (!tm || !fn || !next)
+    return fp__einval("fp_tm_map: %s is NULL", !tm ? "manager" : !fn ? "function" : "input");
+  tm_source *s = fp__calloc(1, sizeof *s);
+  if (!s) return fp__fail(FP_ENOMEM, "fp_tm_map: out of memory");
+  s->fn = fn;
+  s->iter = next;
+  s->state = state;
+  s->item_free = item_free;
+  pthread_mutex_lock(&tm->mu);
+  int rc = 0;
+  if (atomic_load(&tm->stopping)) {
+    rc = fp__fail(tm->stop_code, "%s", tm->stop_message);
+    fp__free(s);
+  } else {
+    add_source(tm, s);
+  }
+  pthread_mutex_unlock(&tm->mu);
+  return rc;
+}
+
+/* The consumed task leaves the window (mu held). */
+static void consume(fp_task_manager *tm, fp_task *t) {
+  list_remove(&tm->done, t);
+  tm->in_flight--;
+  pthread_cond_broadcast(&tm->cv); /* a submitter may be waiting for room */
+  if (tm->opt.keep_completed) {
+    if (tm->kept_count == tm->kept_room) {
+      size_t room = tm->kept_room ? 2 * tm->kept_room : 64;
+      fp_task **grown = fp__realloc(tm->kept, room * sizeof *grown);
+      if (!grown) {
+        fp_log(FP_LOG_WARNING, "task manager: no memory to keep task %llu in the list",
+               (unsigned long long)t->index);
+        return;
+      }
+      tm->kept = grown;
+      tm->kept_room = room;
+    }
+    tm->kept[tm->kept_count++] = fp_task_retain(t);
+  }
+}
+
+int fp_tm_next(fp_task_manager *tm, double timeout_s, fp_task **out) {
+  if (out) *out = NULL;
+  if (!tm || !out) return fp__einval("fp_tm_next: %s is NULL", tm ? "out" : "manager");
+  fp__deadline d = fp__deadline_in(timeout_s);
+  pthread_mutex_lock(&tm->mu);
+  int rc;
+  for (;;) {
+    if (atomic_load(&tm->stopping)) {
+      if (tm->failed_task) *out = fp_task_retain(tm->failed_task);
+      rc = fp__fail(tm->stop_code, "%s", tm->stop_message);
+      break;
+    }
+    feed(tm);
+    if (tm->done.head && !atomic_load(&tm->stopping)) {
+      fp_task *t = tm->done.head;
+      consume(tm, t);
+      *out = t; /* the list's reference becomes the caller's */
+      rc = 0;
+      break;
+    }
+    if (atomic_load(&tm->stopping)) continue;
+    if (!tm->in_flight && !tm->sources) {
+      rc = fp__fail(FP_EOF, "every task was consumed");
+      break;
+    }
+    if (timeout_s == 0 || fp__cond_wait(&tm->cv, &tm->mu, &d) == ETIMEDOUT) {
+      if (tm->done.head || atomic_load(&tm->stopping)) continue;
+      rc = fp__fail(FP_ETIMEDOUT, "%zu tasks still in flight", tm->in_flight);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&tm->mu);
+  return rc;
+}
+
+int fp_tm_run(fp_task_manager *tm, double timeout_s) {
+  if (!tm) return fp__einval("fp_tm_run: manager is NULL");
+  fp__deadline d = fp__deadline_in(timeout_s);
+  for (;;) {
+    if (fp__deadline_passed(&d)) /* tasks may complete for ever: check it here */
+      return fp__fail(FP_ETIMEDOUT, "fp_tm_run: not done within %g s", timeout_s);
+    fp_task *t;
+    int rc = fp_tm_next(tm, timeout_s < 0 ? -1 : fp__deadline_remaining(&d), &t);
+    fp_task_release(t);
+    if (rc == FP_EOF) return 0;
+    if (rc) return rc;
+  }
+}
+
+int fp_tm_failed_task(fp_task_manager *tm, fp_task **out) {
+  if (!tm || !out) return fp__einval("fp_tm_failed_task: %s is NULL", tm ? "out" : "manager");
+  pthread_mutex_lock(&tm->mu);
+  *out = tm->failed_task ? fp_task_retain(tm->failed_task) : NULL;
+  pthread_mutex_unlock(&tm->mu);
+  return *out ? 0 : fp__fail(FP_EOF, "no task failed the run");
+}
+
+size_t fp_tm_completed_tasks(fp_task_manager *tm, fp_task *const **tasks) {
+  if (!tm || !tasks) {
+    fp__einval("fp_tm_completed_tasks: %s is NULL", tm ? "tasks" : "manager");
+    return 0;
+  }
+  pthread_mutex_lock(&tm->mu);
+  *tasks = tm->kept;
+  size_t n = tm->kept_count;
+  pthread_mutex_unlock(&tm->mu);
+  return n;
+}
+
+int fp_tm_get_stats(fp_task_manager *tm, fp_tm_stats *out) {
+  if (!tm || !out) return fp__einval("fp_tm_get_stats: %s is NULL", tm ? "out" : "manager");
+  pthread_mutex_lock(&tm->mu);
+  *out = (fp_tm_stats){tm->submitted,      tm->completed,          tm->failed,
+                       tm->cancelled,      tm->in_flight,          tm->opt.max_in_flight,
+                       tm->peak_in_flight, tm->stop_code,          tm->stop_latency};
+  pthread_mutex_unlock(&tm->mu);
+  return 0;
+}
+
+void fp_tm_free(fp_task_manager *tm) {
+  if (!tm) return;
+  pthread_mutex_lock(&tm->mu);
+  bool began = fp__tm_begin_stop(tm, FP_ECANCELED, NULL, "the task manager was freed");
+  for (tm_source *s = tm->sources; s; s = s->next)
+    if (s->task) atomic_store(&s->task->dropped, true);
+  pthread_mutex_unlock(&tm->mu);
+  if (began) fp__tm_cancel_running(tm);
+  fp__tm_reporter_stop(tm);
+  tm_release(tm); /* tasks still in the executor hold the rest */
+}
