@@ -12,9 +12,12 @@ all: deps
 deps:
 	@tools/deps.sh build
 
-# Build and run the examples.
-demo: all
-	@for e in $(BUILD)/examples/example_*; do echo "==> $$e"; $$e || exit 1; done
+# Build and run the seed scenarios, then the smaller examples.
+DEMOS = urls backpressure failfast files map
+demo:
+	@tools/deps.sh demo
+	@$(MAKE) --no-print-directory all >/dev/null
+	@for e in $(DEMOS); do echo; $(BUILD)/examples/example_$$e || exit 1; done
 
 # Build and run the whole suite.
 test: all

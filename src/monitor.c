@@ -28,6 +28,11 @@ static void on_sigint(int sig) {
   }
 }
 
+/* A log line from this thread must not land on the progress bar. */
+static void clear_bar(bool tty) {
+  if (tty) fputs("\r\033[K", stderr);
+}
+
 static void monitor_line(fp_task_manager *tm, double seconds) {
   pthread_mutex_lock(&tm->mu);
   uint64_t done = tm->completed, failed = tm->failed;
@@ -39,7 +44,8 @@ static void monitor_line(fp_task_manager *tm, double seconds) {
   tm->completed_total_reported = done;
 }
 
-static void progress(fp_task_manager *tm, double started, bool tty, bool final) {
+/* Draw (tty) or log the progress; returns the count it showed. */
+static uint64_t progress(fp_task_manager *tm, double started, bool tty, bool final) {
   pthread_mutex_lock(&tm->mu);
   uint64_t done = tm->completed + tm->cancelled;
   pthread_mutex_unlock(&tm->mu);
@@ -62,13 +68,15 @@ static void progress(fp_task_manager *tm, double started, bool tty, bool final) 
     fp_log(FP_LOG_INFO, "progress: %llu/%llu (%d%%), %.1f tasks/s, ETA %.0f s",
            (unsigned long long)done, (unsigned long long)total, percent, rate, eta);
   }
+  return done;
 }
 
-static void interrupted(fp_task_manager *tm) {
+static void interrupted(fp_task_manager *tm, bool tty) {
   pthread_mutex_lock(&tm->mu);
   bool began = fp__tm_begin_stop(tm, FP_EINTR, NULL, "interrupted by SIGINT");
   pthread_mutex_unlock(&tm->mu);
   if (!began) return;
+  clear_bar(tty);
   fp_log(FP_LOG_WARNING, "interrupted: stopping the run (Ctrl-C again exits at once)");
   fp__tm_cancel_running(tm);
 }
@@ -90,7 +98,9 @@ static void *reporter_main(void *arg) {
   double started = fp__now(), last_monitor = started;
   double next_monitor = interval > 0 ? started + interval : 1e300;
   double next_progress = show_progress ? started + progress_every : 1e300;
+  uint64_t shown = UINT64_MAX;
   if (interval > 0) fp_log(FP_LOG_INFO, "starting executor monitor");
+  if (tty) progress(tm, started, tty, false); /* the bar from the start */
   for (bool quit = false; !quit;) {
     double next = next_monitor < next_progress ? next_monitor : next_progress;
     struct pollfd p = {tm->wake_pipe[0], POLLIN, 0};
@@ -99,22 +109,28 @@ static void *reporter_main(void *arg) {
       char c[16];
       ssize_t n = read(tm->wake_pipe[0], c, sizeof c);
       for (ssize_t i = 0; i < n; i++) {
-        if (c[i] == 'i') interrupted(tm);
+        if (c[i] == 'i') interrupted(tm, tty);
         if (c[i] == 'q') quit = true;
       }
     }
     double now = fp__now();
     if (now >= next_monitor) {
+      clear_bar(tty);
       monitor_line(tm, now - last_monitor);
       last_monitor = now;
       next_monitor = now + interval;
     }
     if (now >= next_progress) {
-      progress(tm, started, tty, false);
+      shown = progress(tm, started, tty, false);
       next_progress = now + progress_every;
     }
   }
-  if (show_progress) progress(tm, started, tty, true);
+  if (show_progress) { /* the last state, unless that line was just logged */
+    pthread_mutex_lock(&tm->mu);
+    bool changed = tm->completed + tm->cancelled != shown;
+    pthread_mutex_unlock(&tm->mu);
+    if (tty || changed) progress(tm, started, tty, true);
+  }
   if (interval > 0) fp_log(FP_LOG_INFO, "shutting down monitor");
   return NULL;
 }

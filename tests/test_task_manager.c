@@ -4,6 +4,7 @@
 #include "helpers.h"
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static fp_task_manager *new_tm(fp_executor *ex, fp_error_policy policy, size_t window) {
@@ -459,6 +460,39 @@ START_TEST(one_sigint_stops_the_run_quickly_and_the_handler_is_restored) {
 }
 END_TEST
 
+START_TEST(a_second_sigint_exits_the_process) {
+  int survived[2];
+  ck_assert_int_eq(pipe(survived), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    close(survived[0]);
+    fp_executor *ex = new_pool(2);
+    fp_tm_options opt;
+    fp_tm_options_init(&opt);
+    opt.monitor_interval = 0;
+    opt.handle_interrupt = true;
+    fp_task_manager *tm;
+    fp_tm_new(ex, &opt, &tm);
+    counter c = {0, -1, 0};
+    fp_tm_map(tm, task_sleep_ms, count_up, &c, NULL);
+    raise(SIGINT);
+    int rc = fp_tm_run(tm, LONG_WAIT);
+    char said = rc == FP_EINTR ? 'y' : 'n'; /* the first one only stopped the run */
+    if (write(survived[1], &said, 1) != 1) _exit(5);
+    raise(SIGINT); /* the second: the process ends here */
+    _exit(4);
+  }
+  close(survived[1]);
+  char said = 0;
+  ck_assert_int_eq(read(survived[0], &said, 1), 1);
+  ck_assert_int_eq(said, 'y');
+  close(survived[0]);
+  int status;
+  ck_assert_int_eq(waitpid(child, &status, 0), child);
+  ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT, "status %d", status);
+}
+END_TEST
+
 START_TEST(no_handler_is_installed_unasked) {
   struct sigaction before, after;
   sigaction(SIGINT, NULL, &before);
@@ -568,6 +602,7 @@ TEST_MAIN("task_manager", policy_from_string_any_case,
           ignore_is_silent_and_keeps_errors, monitor_lines_at_its_interval,
           progress_as_log_lines_when_not_a_terminal,
           one_sigint_stops_the_run_quickly_and_the_handler_is_restored,
-          no_handler_is_installed_unasked, sigint_in_a_worker_thread_stops_the_run_too,
+          a_second_sigint_exits_the_process, no_handler_is_installed_unasked,
+          sigint_in_a_worker_thread_stops_the_run_too,
           run_times_out_even_while_tasks_keep_completing, free_in_the_middle_does_not_hang,
           bad_arguments)

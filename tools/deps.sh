@@ -1,13 +1,15 @@
 #!/bin/sh
 # tools/deps.sh - install the Debian packages a build needs, only those
-# missing. Usage: tools/deps.sh [build|bench|all]   (default: build)
+# missing. Usage: tools/deps.sh [build|demo|bench|all]   (default: build)
 set -eu
 what=${1:-build}
 pkgs="build-essential cmake pkg-config check"
 case "$what" in
   build) ;;
-  bench|all) pkgs="$pkgs libglib2.0-dev" ;;
-  *) echo "usage: $0 [build|bench|all]" >&2; exit 2 ;;
+  demo) pkgs="$pkgs libcurl4-openssl-dev libmicrohttpd-dev" ;;
+  bench) pkgs="$pkgs libglib2.0-dev" ;;
+  all) pkgs="$pkgs libcurl4-openssl-dev libmicrohttpd-dev libglib2.0-dev" ;;
+  *) echo "usage: $0 [build|demo|bench|all]" >&2; exit 2 ;;
 esac
 [ "$what" = all ] && pkgs="$pkgs clang"
 
