@@ -284,6 +284,12 @@ static void hand_over(fp_task_manager *tm, fp_task *t) {
   pthread_mutex_lock(&tm->mu);
 }
 
+/* A task enters the window (mu held); it leaves when consumed. */
+static void enter_window(fp_task_manager *tm) {
+  tm->in_flight++;
+  if (tm->in_flight > tm->peak_in_flight) tm->peak_in_flight = tm->in_flight;
+}
+
 /* Hand over what the window allows, in submission order (mu held). */
 static void feed(fp_task_manager *tm) {
   if (tm->feeding) return; /* another thread is at it: order stays */
@@ -324,8 +330,7 @@ static void feed(fp_task_manager *tm) {
       }
       continue;
     }
-    tm->in_flight++;
-    if (tm->in_flight > tm->peak_in_flight) tm->peak_in_flight = tm->in_flight;
+    enter_window(tm);
     hand_over(tm, t);
   }
   tm->feeding = false;
@@ -410,9 +415,8 @@ int fp_tm_submit(fp_task_manager *tm, fp_fn fn, void *arg, double timeout_s, fp_
   if (!rc) {
     if (out) *out = fp_task_retain(t);
     s->task = t;
-    tm->in_flight++;
+    enter_window(tm);
     tm->backlog++;
-    if (tm->in_flight > tm->peak_in_flight) tm->peak_in_flight = tm->in_flight;
     add_source(tm, s);
   }
   pthread_mutex_unlock(&tm->mu);

@@ -18,6 +18,17 @@ static fp_task_manager *new_tm(fp_executor *ex, fp_error_policy policy, size_t w
   return tm;
 }
 
+/* A manager that handles SIGINT, without a monitor. */
+static fp_task_manager *interruptible_tm(fp_executor *ex) {
+  fp_tm_options opt;
+  fp_tm_options_init(&opt);
+  opt.monitor_interval = 0;
+  opt.handle_interrupt = true;
+  fp_task_manager *tm;
+  ck_assert_int_eq(fp_tm_new(ex, &opt, &tm), 0);
+  return tm;
+}
+
 typedef struct counter {
   long next, limit; /* limit < 0: endless */
   atomic_long read;
@@ -427,12 +438,7 @@ START_TEST(one_sigint_stops_the_run_quickly_and_the_handler_is_restored) {
   sigaction(SIGINT, &mine, NULL);
   capture_start();
   fp_executor *ex = new_pool(2);
-  fp_tm_options opt;
-  fp_tm_options_init(&opt);
-  opt.monitor_interval = 0;
-  opt.handle_interrupt = true;
-  fp_task_manager *tm;
-  ck_assert_int_eq(fp_tm_new(ex, &opt, &tm), 0);
+  fp_task_manager *tm = interruptible_tm(ex);
   sigaction(SIGINT, NULL, &seen);
   ck_assert_ptr_ne((void *)(uintptr_t)seen.sa_handler, (void *)(uintptr_t)own_handler);
   counter c = {0, -1, 0};
@@ -467,12 +473,7 @@ START_TEST(a_second_sigint_exits_the_process) {
   if (child == 0) {
     close(survived[0]);
     fp_executor *ex = new_pool(2);
-    fp_tm_options opt;
-    fp_tm_options_init(&opt);
-    opt.monitor_interval = 0;
-    opt.handle_interrupt = true;
-    fp_task_manager *tm;
-    fp_tm_new(ex, &opt, &tm);
+    fp_task_manager *tm = interruptible_tm(ex);
     counter c = {0, -1, 0};
     fp_tm_map(tm, task_sleep_ms, count_up, &c, NULL);
     raise(SIGINT);
@@ -514,12 +515,7 @@ static void *raise_sigint_in_task(void *arg) {
 
 START_TEST(sigint_in_a_worker_thread_stops_the_run_too) {
   fp_executor *ex = new_pool(2);
-  fp_tm_options opt;
-  fp_tm_options_init(&opt);
-  opt.monitor_interval = 0;
-  opt.handle_interrupt = true;
-  fp_task_manager *tm;
-  fp_tm_new(ex, &opt, &tm);
+  fp_task_manager *tm = interruptible_tm(ex);
   counter c = {0, -1, 0};
   /* submitted first: what comes after an endless map never runs */
   fp_tm_submit(tm, raise_sigint_in_task, NULL, -1, NULL);
