@@ -272,6 +272,56 @@ FP_EXTERN int fp_executor_free(fp_executor *ex);
 /* The number of workers the executor may run at once. */
 FP_EXTERN int fp_executor_max_workers(const fp_executor *ex);
 
+/* ---- Bytes: what crosses into a process pool's workers ---- */
+
+/* A byte buffer in one allocation (the library's allocator). */
+typedef struct fp_bytes {
+  size_t size;
+  unsigned char data[];
+} fp_bytes;
+FP_EXTERN fp_bytes *fp_bytes_new(size_t size);                 /* NULL on ENOMEM */
+FP_EXTERN fp_bytes *fp_bytes_copy(const void *data, size_t size);
+FP_EXTERN void fp_bytes_free(void *bytes);                     /* an fp_free_fn */
+
+/* Submit fn over a copy of data[0..size). fn receives a `const fp_bytes *`
+ * (the copy) and returns an fp_bytes * (fp_bytes_new / fp_bytes_copy; NULL
+ * means empty) or fails with fp_raise. The future owns the result (an
+ * `fp_bytes *`) and frees it with itself. On a process pool the bytes
+ * travel to the worker and back; on a thread pool they are simply handed
+ * over, so the same task runs on both. */
+FP_EXTERN int fp_submit_bytes(fp_executor *ex, fp_fn fn, const void *data, size_t size,
+                              fp_future **out);
+
+/* ---- The process pool ---- */
+
+typedef struct fp_process_pool_options {
+  int max_workers;         /* >= 1; default: the number of CPUs */
+  int (*initializer)(void *arg); /* in each worker first; non-zero breaks the pool */
+  void *initializer_arg;
+  long max_tasks_per_child;  /* replace a worker after this many tasks (jobs); 0: never */
+  double task_timeout;       /* seconds a task may run before its worker is killed; 0: none */
+  size_t memory_limit;       /* bytes of address space per worker (RLIMIT_AS); 0: none */
+  /* A crash replaces the worker and fails only its task (default). With
+   * break_on_crash, as in Python: every pending future fails with
+   * FP_EBROKEN and so do later submits. */
+  bool break_on_crash;
+} fp_process_pool_options;
+FP_EXTERN void fp_process_pool_options_init(fp_process_pool_options *opt);
+
+/* A pool of worker processes, forked from a single-threaded fork server
+ * created here (so create it while every function your tasks call exists;
+ * in a threaded program that is safe). Tasks run as fn(arg) in a worker:
+ * with fp_submit the pointer's *value* crosses (use it for integers), with
+ * fp_submit_bytes the bytes do. A task that crashes fails its future with
+ * FP_ECRASHED naming the signal or exit status; the worker is replaced. */
+FP_EXTERN int fp_process_pool_new(const fp_process_pool_options *opt, fp_executor **out);
+
+/* Stop everything now: shut down (cancel what is queued) and kill every
+ * worker with SIGKILL (terminate: SIGTERM); running tasks fail with
+ * FP_ECANCELED. Returns once the workers are gone. */
+FP_EXTERN int fp_process_pool_kill_workers(fp_executor *ex);
+FP_EXTERN int fp_process_pool_terminate_workers(fp_executor *ex);
+
 /* Counters for monitoring (a snapshot). */
 typedef struct fp_executor_stats {
   size_t threads;    /* threads started and not yet exited */

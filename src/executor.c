@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <sched.h>
+#include <string.h>
 #include <unistd.h>
 
 void fp__executor_init(fp_executor *ex, const fp__executor_vtable *vt, int max_workers) {
@@ -27,12 +28,17 @@ int fp__default_workers(void) {
 
 int fp_submit_ex(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *topt,
                  double timeout_s, fp_future **out) {
+  return fp__submit(ex, fn, arg, topt, timeout_s, false, out);
+}
+
+int fp__submit(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *topt,
+               double timeout_s, bool bytes, fp_future **out) {
   if (out) *out = NULL;
   if (!ex || !fn || !out)
     return fp__einval("fp_submit: %s is NULL", !ex ? "executor" : !fn ? "function" : "out");
   if (atomic_load_explicit(&ex->shut_down, memory_order_relaxed))
     return fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown");
-  fp_future *f = fp__future_new_task(ex, fn, arg, topt);
+  fp_future *f = fp__future_new_task(ex, fn, arg, topt, bytes);
   if (!f) return fp__fail(FP_ENOMEM, "fp_submit: out of memory for a future");
   int rc = ex->vt->submit(ex, f, timeout_s);
   if (rc) {
@@ -41,6 +47,35 @@ int fp_submit_ex(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *to
   }
   *out = f;
   return 0;
+}
+
+fp_bytes *fp_bytes_new(size_t size) {
+  fp_bytes *b = size <= SIZE_MAX - sizeof *b ? fp__malloc(sizeof *b + size) : NULL;
+  if (b) b->size = size;
+  return b;
+}
+
+fp_bytes *fp_bytes_copy(const void *data, size_t size) {
+  if (!data && size) {
+    fp__einval("fp_bytes_copy: data is NULL");
+    return NULL;
+  }
+  fp_bytes *b = fp_bytes_new(size);
+  if (b && size) memcpy(b->data, data, size);
+  return b;
+}
+
+void fp_bytes_free(void *bytes) { fp__free(bytes); }
+
+int fp_submit_bytes(fp_executor *ex, fp_fn fn, const void *data, size_t size, fp_future **out) {
+  if (out) *out = NULL;
+  if (!data && size) return fp__einval("fp_submit_bytes: data is NULL");
+  fp_bytes *arg = fp_bytes_copy(data, size);
+  if (!arg) return fp__fail(FP_ENOMEM, "fp_submit_bytes: no memory for %zu bytes", size);
+  fp_task_options topt = {fp_bytes_free, fp_bytes_free};
+  int rc = fp__submit(ex, fn, arg, &topt, -1, true, out);
+  if (rc) fp_bytes_free(arg);
+  return rc;
 }
 
 int fp_submit(fp_executor *ex, fp_fn fn, void *arg, fp_future **out) {

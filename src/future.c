@@ -29,6 +29,7 @@ struct fp_future {
   callback *cb_head, *cb_tail; /* mu */
   fp_executor *ex;
   uint64_t id;
+  bool bytes;      /* arg and result are fp_bytes (fp_submit_bytes) */
   fp_future *next; /* executor queue link */
   /* Written only by the thread running the task, through fp_raise. */
   bool raised;
@@ -41,6 +42,10 @@ static _Thread_local fp_future *current_future;
 fp_future *fp__current_future(void) { return current_future; }
 fp_future **fp__future_next_link(fp_future *f) { return &f->next; }
 fp_executor *fp__future_executor(const fp_future *f) { return f->ex; }
+bool fp__future_is_bytes(const fp_future *f) { return f->bytes; }
+bool fp__future_cancel_requested(const fp_future *f) {
+  return atomic_load(&f->cancel_requested);
+}
 bool fp__future_failed(const fp_future *f) {
   return atomic_load(&f->state) == FP_FINISHED && f->failed;
 }
@@ -64,12 +69,13 @@ int fp_future_new(fp_future **out) {
 }
 
 fp_future *fp__future_new_task(fp_executor *ex, fp_fn fn, void *arg,
-                               const fp_task_options *topt) {
+                               const fp_task_options *topt, bool bytes) {
   fp_future *f = future_alloc();
   if (!f) return NULL;
   atomic_store(&f->refs, 2);
   f->fn = fn;
   f->arg = arg;
+  f->bytes = bytes;
   if (topt) {
     f->arg_free = topt->arg_free;
     f->result_free = topt->result_free;
@@ -254,6 +260,10 @@ bool fp_future_cancel(fp_future *f) {
   if (state != FP_PENDING) {
     if (state == FP_RUNNING) atomic_store(&f->cancel_requested, true);
     pthread_mutex_unlock(&f->mu);
+    /* An executor that can stop a running task (a process pool kills its
+     * worker) hears of it; a thread's task only sees fp_cancel_requested. */
+    if (state == FP_RUNNING && f->ex && f->ex->vt->cancel_running)
+      f->ex->vt->cancel_running(f->ex, f);
     return state == FP_CANCELLED;
   }
   callback *cbs = complete_locked(f, FP_CANCELLED);
@@ -282,6 +292,17 @@ void fp__future_run(fp_future *f, fp__returned_fn returned, void *ctx) {
   } else {
     finish(f, result, false, 0, NULL);
   }
+}
+
+void *fp__call_task(fp_fn fn, void *arg, int *code, char **text) {
+  fp_future task = {.fn = fn, .arg = arg}; /* only what fp_raise touches */
+  fp_future *outer = current_future;
+  current_future = &task;
+  void *result = fn(arg);
+  current_future = outer;
+  *code = task.raised ? task.raised_code : 0;
+  *text = task.raised_text;
+  return result;
 }
 
 void *fp_raise(int code, const char *fmt, ...) {

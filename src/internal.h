@@ -81,7 +81,7 @@ struct fp__executor_base;
 /* A pending future for fn(arg) owned by ex, with two references: the
  * caller's and the executor's. NULL on ENOMEM. */
 fp_future *fp__future_new_task(fp_executor *ex, fp_fn fn, void *arg,
-                               const fp_task_options *topt);
+                               const fp_task_options *topt, bool bytes);
 /* Free a future that was never handed out (submit failed): no destructors. */
 void fp__future_discard(fp_future *f);
 /* Run a pending future's task in this thread: set running (skip if it was
@@ -93,6 +93,11 @@ typedef void (*fp__returned_fn)(void *ctx, bool ran);
 void fp__future_run(fp_future *f, fp__returned_fn returned, void *ctx);
 /* Fail or cancel a future that never ran (queued when the pool broke). */
 void fp__future_fail_static(fp_future *f, int code, const char *message);
+/* Call fn(arg) as a task outside any executor (a process pool's worker):
+ * fp_raise works inside; *code / *text (fp__malloc'd or NULL) get its error. */
+void *fp__call_task(fp_fn fn, void *arg, int *code, char **text);
+bool fp__future_is_bytes(const fp_future *f);
+bool fp__future_cancel_requested(const fp_future *f);
 /* Intrusive link for executors' queues. */
 fp_future **fp__future_next_link(fp_future *f);
 fp_executor *fp__future_executor(const fp_future *f);
@@ -110,7 +115,16 @@ typedef struct fp__executor_vtable {
   bool (*is_own_thread)(const fp_executor *ex); /* called from its own worker? */
   void (*destroy)(fp_executor *ex);             /* after shutdown with wait */
   void (*stats)(const fp_executor *ex, fp_executor_stats *out);
+  /* A running future of this executor was cancelled (may be NULL). */
+  void (*cancel_running)(fp_executor *ex, fp_future *f);
+  /* Tasks run in this address space (threads), so they may be handed
+   * pointers to the caller's memory; false for worker processes. */
+  bool shares_memory;
 } fp__executor_vtable;
+
+/* fp_submit_ex, with the future marked as carrying fp_bytes. */
+int fp__submit(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *topt,
+               double timeout_s, bool bytes, fp_future **out);
 
 struct fp_executor {
   const fp__executor_vtable *vt;

@@ -222,6 +222,7 @@ static void on_task_done(fp_future *f, void *userdata) {
   fp_task_manager *tm = t->tm;
   const fp_error *err = fp_future_error(f);
   bool began_stop = false;
+  if (!tm->ex->vt->shares_memory) t->finished_at = fp__now();
   pthread_mutex_lock(&tm->mu);
   list_remove(&tm->running, t);
   list_push(&tm->done, t);
@@ -258,7 +259,13 @@ static void hand_over(fp_task_manager *tm, fp_task *t) {
   list_push(&tm->running, t);
   pthread_mutex_unlock(&tm->mu);
   fp_future *f = NULL;
-  int rc = fp_submit_ex(tm->ex, trampoline, t, NULL, -1, &f);
+  /* The trampoline times the task and turns it away once the run stops;
+   * it needs the task's memory, so a worker process gets fn(arg) itself
+   * (timed from here; a stop kills its worker instead). */
+  bool shared = tm->ex->vt->shares_memory;
+  if (!shared) t->started_at = fp__now();
+  int rc = shared ? fp_submit_ex(tm->ex, trampoline, t, NULL, -1, &f)
+                  : fp_submit_ex(tm->ex, t->fn, t->arg, NULL, -1, &f);
   pthread_mutex_lock(&tm->mu);
   if (rc == 0) {
     atomic_store(&t->future, f);

@@ -1,0 +1,274 @@
+/* fork_server.c - the process pool's fork server and its workers.
+ *
+ * fork() in a threaded program copies only the calling thread: a lock held
+ * by another thread stays locked in the child for ever. So the pool forks
+ * once, when it is created, into a fork server that never starts a thread;
+ * every worker (and every replacement) is forked from that single-threaded
+ * process. The fork server hands each worker's socket to the parent over
+ * its control socket (SCM_RIGHTS) and reports each worker's exit status, so
+ * that a crash can name its signal.
+ *
+ * Lifetimes: the fork server dies with the parent (PR_SET_PDEATHSIG, and
+ * EOF on the control socket), and kills its workers when it goes; workers
+ * die with the fork server (PR_SET_PDEATHSIG) and on EOF from the parent. */
+#define _GNU_SOURCE
+#include "process_pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int fp__read_full(int fd, void *buf, size_t len) {
+  char *p = buf;
+  while (len) {
+    ssize_t n = read(fd, p, len);
+    if (n > 0) {
+      p += n;
+      len -= (size_t)n;
+    } else if (n == 0 || errno != EINTR) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int fp__write_full(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len) {
+    ssize_t n = send(fd, p, len, MSG_NOSIGNAL); /* a dead peer: EPIPE, not SIGPIPE */
+    if (n > 0) {
+      p += n;
+      len -= (size_t)n;
+    } else if (n < 0 && errno != EINTR) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* ---- the worker ---- */
+
+/* Test hook (FUTUREPROOF_TEST_FAULT, read when the pool is created):
+ * 1 die while reading a request, 2 die while writing a reply, 3 send a
+ * reply the parent cannot read. Off (0) unless a test asks. */
+enum { FAULT_NONE, FAULT_DIE_READING, FAULT_DIE_WRITING, FAULT_GARBAGE_REPLY };
+
+static void worker_reply(int fd, int fault, int code, const char *msg, uint64_t value,
+                         const fp_bytes *bytes) {
+  reply_header h = {code, msg ? (uint32_t)strlen(msg) : 0, bytes ? bytes->size : value};
+  if (fault == FAULT_GARBAGE_REPLY) h.msg_len = UINT32_MAX;
+  if (fault == FAULT_DIE_WRITING) {
+    fp__write_full(fd, &h, sizeof h / 2);
+    _exit(0);
+  }
+  if (fp__write_full(fd, &h, sizeof h) || (h.msg_len && fp__write_full(fd, msg, h.msg_len)) ||
+      (bytes && fp__write_full(fd, bytes->data, bytes->size)))
+    _exit(0); /* the parent is gone */
+}
+
+/* Run one item: read it, call fn, reply. */
+static void worker_item(int fd, uint32_t kind, int fault) {
+  item_header it;
+  if (fp__read_full(fd, &it, sizeof it)) _exit(0);
+  fp_fn fn = (fp_fn)(uintptr_t)it.fn;
+  fp_bytes *in = NULL;
+  void *arg = (void *)(uintptr_t)it.arg;
+  if (kind == JOB_BYTES) {
+    if (fault == FAULT_DIE_READING) _exit(0);
+    in = fp_bytes_new(it.arg);
+    if (!in) {
+      worker_reply(fd, fault, FP_ENOMEM, "worker: no memory for the argument", 0, NULL);
+      /* the bytes are still on the wire: this worker cannot go on */
+      _exit(0);
+    }
+    if (fp__read_full(fd, in->data, in->size)) _exit(0);
+    arg = in;
+  } else if (fault == FAULT_DIE_READING) {
+    _exit(0);
+  }
+  int code = 0;
+  char *msg = NULL;
+  void *result = fp__call_task(fn, arg, &code, &msg);
+  fp_bytes_free(in);
+  if (code) {
+    worker_reply(fd, fault, code, msg ? msg : fp_strerror(code), 0, NULL);
+  } else if (kind == JOB_BYTES) {
+    fp_bytes empty = {0};
+    worker_reply(fd, fault, 0, NULL, 0, result ? result : &empty);
+    fp_bytes_free(result);
+  } else {
+    worker_reply(fd, fault, 0, NULL, (uint64_t)(uintptr_t)result, NULL);
+  }
+  fp__free(msg);
+}
+
+static void worker_main(int fd, const fork_server_config *cfg, pid_t fork_server) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != fork_server) _exit(0); /* it died before the line above */
+  if (cfg->memory_limit) {
+    struct rlimit rl = {cfg->memory_limit, cfg->memory_limit};
+    setrlimit(RLIMIT_AS, &rl);
+  }
+  hello h = {0, (int32_t)getpid()};
+  if (cfg->initializer) h.code = cfg->initializer(cfg->initializer_arg);
+  if (fp__write_full(fd, &h, sizeof h) || h.code) _exit(0);
+  for (long done = 0;;) {
+    job_header job;
+    if (fp__read_full(fd, &job, sizeof job)) _exit(0); /* the parent closed: done */
+    for (uint32_t i = 0; i < job.count; i++) worker_item(fd, job.kind, cfg->fault);
+    if (cfg->max_tasks_per_child && ++done >= cfg->max_tasks_per_child) _exit(0);
+  }
+}
+
+/* ---- the fork server ---- */
+
+static int sigchld_pipe[2] = {-1, -1}; /* in the fork server only */
+
+static void on_sigchld(int sig) {
+  (void)sig;
+  int saved = errno;
+  char c = 'c';
+  ssize_t n = write(sigchld_pipe[1], &c, 1);
+  (void)n;
+  errno = saved;
+}
+
+static int send_fd(int ctl, const ctl_msg *msg, int fd) {
+  struct iovec iov = {(void *)msg, sizeof *msg};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (fd >= 0) {
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  return sendmsg(ctl, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+static void spawn_worker(int ctl, int32_t id, const fork_server_config *cfg) {
+  int sv[2];
+  ctl_msg reply = {CTL_SPAWN_FAILED, id, 0, 0};
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+    reply.status = errno;
+    send_fd(ctl, &reply, -1);
+    return;
+  }
+  pid_t fork_server = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(ctl);
+    close(sv[0]);
+    close(sigchld_pipe[0]);
+    close(sigchld_pipe[1]);
+    signal(SIGCHLD, SIG_DFL);
+    worker_main(sv[1], cfg, fork_server);
+    _exit(0);
+  }
+  close(sv[1]);
+  if (pid < 0) {
+    reply.status = errno;
+    send_fd(ctl, &reply, -1);
+  } else {
+    reply = (ctl_msg){CTL_WORKER, id, pid, 0};
+    send_fd(ctl, &reply, sv[0]);
+  }
+  close(sv[0]);
+}
+
+static void reap(int ctl) {
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    ctl_msg m = {CTL_EXITED, 0, pid, status};
+    send_fd(ctl, &m, -1);
+  }
+}
+
+static void fork_server_main(int ctl, pid_t parent, const fork_server_config *cfg) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(0); /* the parent died before the line above */
+  /* The parent program's signal handlers have no business in a worker (a
+   * test framework's SIGTERM handler would kill its whole process group):
+   * every signal to its default, but Ctrl-C, which is the parent's to
+   * handle -- it stops the workers itself. */
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  /* Keep nothing of the parent's but stdio and the control socket. */
+  if (ctl != 3) {
+    dup2(ctl, 3);
+    close(ctl);
+    ctl = 3;
+  }
+  close_range(4, ~0U, 0);
+  if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK)) _exit(1);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigchld;
+  sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+  sigaction(SIGCHLD, &sa, NULL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (;;) {
+    struct pollfd p[2] = {{ctl, POLLIN, 0}, {sigchld_pipe[0], POLLIN, 0}};
+    if (poll(p, 2, -1) < 0) continue;
+    if (p[1].revents) {
+      char buf[64];
+      while (read(sigchld_pipe[0], buf, sizeof buf) > 0) {
+      }
+      reap(ctl);
+    }
+    if (p[0].revents) {
+      ctl_msg m;
+      ssize_t n = recv(ctl, &m, sizeof m, 0);
+      if (n == 0 || (n < 0 && errno != EINTR)) break; /* the parent is gone or done */
+      if (n == (ssize_t)sizeof m && m.type == CTL_SPAWN) spawn_worker(ctl, m.worker_id, cfg);
+    }
+  }
+  /* The parent closed the control socket (shutdown) or died. Exiting ends
+   * every worker still there: their PR_SET_PDEATHSIG fires. */
+  _exit(0);
+}
+
+int fp__fork_server_start(const fork_server_config *cfg, pid_t *pid_out, int *ctl_out) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+    return fp__fail(FP_ENOMEM, "process pool: socketpair: %s", strerror(errno));
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    close(sv[0]);
+    close(sv[1]);
+    return fp__fail(FP_ENOMEM, "process pool: cannot fork its fork server: %s", strerror(e));
+  }
+  if (pid == 0) {
+    close(sv[0]);
+    fork_server_main(sv[1], parent, cfg);
+  }
+  close(sv[1]);
+  *pid_out = pid;
+  *ctl_out = sv[0];
+  return 0;
+}

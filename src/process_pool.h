@@ -1,0 +1,59 @@
+/* process_pool.h - private: what the parent side (process_pool.c) and the
+ * fork server and its workers (fork_server.c) share: the wire formats. */
+#ifndef FP_PROCESS_POOL_H
+#define FP_PROCESS_POOL_H
+
+#include "internal.h"
+
+#include <sys/types.h>
+
+/* Parent <-> fork server: SOCK_SEQPACKET messages. */
+enum { CTL_SPAWN = 'S', CTL_WORKER = 'W', CTL_EXITED = 'X', CTL_SPAWN_FAILED = 'E' };
+typedef struct ctl_msg {
+  int32_t type;
+  int32_t worker_id;
+  int32_t pid;
+  int32_t status; /* wait status (CTL_EXITED) or errno (CTL_SPAWN_FAILED) */
+} ctl_msg;
+
+/* What the fork server needs to start workers. */
+typedef struct fork_server_config {
+  int (*initializer)(void *arg);
+  void *initializer_arg;
+  long max_tasks_per_child; /* 0: no limit */
+  size_t memory_limit;      /* bytes of address space, 0: none */
+  int fault;                /* test hook, see fork_server.c */
+} fork_server_config;
+
+/* Parent <-> worker: a stream. A request is a job header and its items; a
+ * reply is one record per item. All integers in host order (same program). */
+enum { JOB_VALUE = 1, JOB_BYTES = 2 };
+typedef struct job_header {
+  uint32_t kind;
+  uint32_t count;
+} job_header;
+typedef struct item_header {
+  uint64_t fn;
+  uint64_t arg; /* the value (JOB_VALUE) or the byte count (JOB_BYTES) */
+} item_header;
+typedef struct reply_header {
+  int32_t code;     /* 0: success */
+  uint32_t msg_len; /* error message bytes that follow (code != 0) */
+  uint64_t value;   /* the value, or the result's byte count (JOB_BYTES) */
+} reply_header;
+/* The worker's first words after it starts: its initializer's outcome. */
+typedef struct hello {
+  int32_t code;
+  int32_t pid;
+} hello;
+
+/* Whole reads and writes on a blocking descriptor: 0, or -1 on EOF or an
+ * error (a dead peer). */
+int fp__read_full(int fd, void *buf, size_t len);
+int fp__write_full(int fd, const void *buf, size_t len);
+
+/* Start the fork server (fork_server.c). Returns its pid and the parent's
+ * end of the control socket, or a negative code. */
+int fp__fork_server_start(const fork_server_config *cfg, pid_t *pid, int *ctl_fd);
+
+#endif
