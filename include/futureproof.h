@@ -375,8 +375,12 @@ typedef int (*fp_iter_fn)(void *state, void **item);
 
 typedef struct fp_map_options {
   /* Items read ahead of the consumer (submitted, not yet returned).
-   * 0 = default: 2 x the executor's max_workers. */
+   * 0 = default: 2 x the executor's max_workers x chunksize. */
   size_t buffersize;
+  /* Items sent to a process pool's worker at once (>= 1, default 1);
+   * results still come one by one, in order. Thread pools take items one
+   * at a time whatever it says. */
+  int chunksize;
   double timeout_s;       /* from fp_map_new; negative = none (the default) */
   fp_free_fn item_free;   /* called on each item when its task is done with it */
   fp_free_fn result_free; /* called on each non-NULL result at the next

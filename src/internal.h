@@ -120,6 +120,8 @@ typedef struct fp__executor_vtable {
   /* Tasks run in this address space (threads), so they may be handed
    * pointers to the caller's memory; false for worker processes. */
   bool shares_memory;
+  /* Enqueue n futures as one unit of work (may be NULL: one at a time). */
+  int (*submit_chunk)(fp_executor *ex, fp_future **fs, size_t n);
 } fp__executor_vtable;
 
 /* fp_submit_ex, with the future marked as carrying fp_bytes. */

@@ -18,6 +18,7 @@ struct fp_map {
   char end_message[200];
   fp_future *last; /* holds the result handed out last (result_free) */
   bool timed_out;
+  fp_future **chunk; /* room for chunksize futures, for executors that batch */
 };
 
 void fp_map_options_init(fp_map_options *opt) {
@@ -27,19 +28,67 @@ void fp_map_options_init(fp_map_options *opt) {
   }
   memset(opt, 0, sizeof *opt);
   opt->timeout_s = -1;
+  opt->chunksize = 1;
+}
+
+static void end_input(fp_map *m, int rc) {
+  m->end_code = rc ? rc : FP_EOF;
+  snprintf(m->end_message, sizeof m->end_message, rc ? "the map's input failed: %s (%d)"
+                                                     : "the map's input is exhausted (%s, %d)",
+           fp_err_name(m->end_code), m->end_code);
+}
+
+/* Read up to `want` items into futures and hand them over as one chunk. */
+static void fill_chunk(fp_map *m, size_t want) {
+  fp_task_options topt = {m->opt.item_free, m->opt.result_free};
+  size_t n = 0;
+  while (n < want) {
+    void *item = NULL;
+    int rc = m->next(m->state, &item);
+    if (rc <= 0) {
+      end_input(m, rc);
+      break;
+    }
+    fp_future *f = fp__future_new_task(m->ex, m->fn, item, &topt, false);
+    if (!f) {
+      if (m->opt.item_free) m->opt.item_free(item);
+      m->end_code = FP_ENOMEM;
+      snprintf(m->end_message, sizeof m->end_message, "map stopped: out of memory");
+      break;
+    }
+    m->chunk[n++] = f;
+  }
+  if (!n) return;
+  int rc = atomic_load(&m->ex->shut_down)
+               ? fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown")
+               : m->ex->vt->submit_chunk(m->ex, m->chunk, n);
+  if (rc) {
+    for (size_t i = 0; i < n; i++) {
+      if (m->opt.item_free) m->opt.item_free(fp_future_arg(m->chunk[i]));
+      fp__future_discard(m->chunk[i]);
+    }
+    m->end_code = rc;
+    snprintf(m->end_message, sizeof m->end_message, "map stopped: %s", fp_last_error_message());
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    m->window[(m->head + m->count + i) % m->opt.buffersize] = m->chunk[i];
+  m->count += n;
 }
 
 /* Read and submit items until the window is full or the input ends. */
 static void fill(fp_map *m) {
   fp_task_options topt = {m->opt.item_free, m->opt.result_free};
   while (!m->end_code && m->count < m->opt.buffersize) {
+    size_t room = m->opt.buffersize - m->count;
+    if (m->chunk) {
+      fill_chunk(m, room < (size_t)m->opt.chunksize ? room : (size_t)m->opt.chunksize);
+      continue;
+    }
     void *item = NULL;
     int rc = m->next(m->state, &item);
     if (rc <= 0) {
-      m->end_code = rc ? rc : FP_EOF;
-      snprintf(m->end_message, sizeof m->end_message, rc ? "the map's input failed: %s (%d)"
-                                                         : "the map's input is exhausted (%s, %d)",
-               fp_err_name(m->end_code), m->end_code);
+      end_input(m, rc);
       return;
     }
     fp_future *f;
@@ -67,9 +116,16 @@ int fp_map_new(fp_executor *ex, fp_fn fn, fp_iter_fn next, void *state,
     m->opt = *opt;
   else
     fp_map_options_init(&m->opt);
-  if (!m->opt.buffersize) m->opt.buffersize = 2 * (size_t)ex->max_workers;
+  if (m->opt.chunksize < 1) {
+    fp__free(m);
+    return fp__einval("fp_map_new: chunksize must be 1 or more (got %d)", m->opt.chunksize);
+  }
+  size_t chunk = (size_t)m->opt.chunksize;
+  if (!m->opt.buffersize) m->opt.buffersize = 2 * (size_t)ex->max_workers * chunk;
   m->window = fp__malloc(m->opt.buffersize * sizeof *m->window);
-  if (!m->window) {
+  if (chunk > 1 && ex->vt->submit_chunk) m->chunk = fp__malloc(chunk * sizeof *m->chunk);
+  if (!m->window || (chunk > 1 && ex->vt->submit_chunk && !m->chunk)) {
+    fp__free(m->window);
     fp__free(m);
     return fp__fail(FP_ENOMEM, "fp_map_new: out of memory for a window of %zu",
                     opt ? opt->buffersize : 0);
@@ -122,5 +178,6 @@ void fp_map_free(fp_map *m) {
   cancel_window(m);
   fp_future_release(m->last);
   fp__free(m->window);
+  fp__free(m->chunk);
   fp__free(m);
 }

@@ -543,16 +543,15 @@ static void *dispatcher_main(void *arg) {
 
 /* ---- the executor interface ---- */
 
-static int pp_submit(fp_executor *ex, fp_future *f, double timeout_s) {
-  (void)timeout_s; /* the queue is unbounded */
+static int pp_submit_chunk(fp_executor *ex, fp_future **fs, size_t n) {
   process_pool *p = (process_pool *)ex;
-  job *j = fp__malloc(sizeof *j + sizeof(fp_future *));
-  if (!j) return fp__fail(FP_ENOMEM, "process pool: no memory for a job");
+  job *j = n <= UINT32_MAX ? fp__malloc(sizeof *j + n * sizeof(fp_future *)) : NULL;
+  if (!j) return fp__fail(FP_ENOMEM, "process pool: no memory for a job of %zu", n);
   j->next = NULL;
-  j->kind = fp__future_is_bytes(f) ? JOB_BYTES : JOB_VALUE;
-  j->count = 1;
+  j->kind = fp__future_is_bytes(fs[0]) ? JOB_BYTES : JOB_VALUE;
+  j->count = (uint32_t)n;
   j->replied = 0;
-  j->fs[0] = f;
+  memcpy(j->fs, fs, n * sizeof *fs);
   pthread_mutex_lock(&p->mu);
   int rc = 0;
   if (p->broken)
@@ -566,7 +565,7 @@ static int pp_submit(fp_executor *ex, fp_future *f, double timeout_s) {
       p->head = j;
     p->tail = j;
     p->queued++;
-    p->submitted++;
+    p->submitted += n;
   }
   pthread_mutex_unlock(&p->mu);
   if (rc) {
@@ -575,6 +574,11 @@ static int pp_submit(fp_executor *ex, fp_future *f, double timeout_s) {
   }
   wake(p);
   return 0;
+}
+
+static int pp_submit(fp_executor *ex, fp_future *f, double timeout_s) {
+  (void)timeout_s; /* the queue is unbounded */
+  return pp_submit_chunk(ex, &f, 1);
 }
 
 static bool pp_is_own_thread(const fp_executor *ex) {
@@ -640,6 +644,7 @@ static void pp_cancel_running(fp_executor *ex, fp_future *f) {
 static const fp__executor_vtable process_pool_vtable = {
     "process pool", pp_submit, pp_shutdown,      pp_is_own_thread,
     pp_destroy,     pp_stats,  pp_cancel_running, false,
+    pp_submit_chunk,
 };
 
 static int kill_workers(fp_executor *ex, int sig, const char *fn) {

@@ -271,6 +271,7 @@ static void pool_stats(const fp_executor *ex, fp_executor_stats *out) {
 static const fp__executor_vtable thread_pool_vtable = {
     "thread pool", pool_submit, pool_shutdown, pool_is_own_thread,
     pool_destroy,  pool_stats,  NULL,          true,
+    NULL,
 };
 
 void fp_thread_pool_options_init(fp_thread_pool_options *opt) {

@@ -539,6 +539,65 @@ START_TEST(workers_never_outlive_the_parent) {
 }
 END_TEST
 
+static int count_to(void *state, void **item) {
+  long *c = state; /* c[0] next, c[1] limit */
+  if (c[0] >= c[1]) return 0;
+  *item = (void *)(intptr_t)c[0]++;
+  return 1;
+}
+
+static void *square_but_crash_at_250(void *arg) {
+  if ((intptr_t)arg == 250) raise(SIGSEGV);
+  return square(arg);
+}
+
+START_TEST(chunked_map_keeps_order_and_reports_a_crash_in_its_item) {
+  capture_start();
+  fp_executor *ex = new_pp(2);
+  fp_map_options opt;
+  fp_map_options_init(&opt);
+  ck_assert_int_eq(opt.chunksize, 1);
+  opt.chunksize = 100;
+  long c[2] = {0, 1000};
+  fp_map *m;
+  ck_assert_int_eq(fp_map_new(ex, square_but_crash_at_250, count_to, c, &opt, &m), 0);
+  void *r;
+  int crashed = 0, skipped = 0;
+  for (long i = 0; i < 1000; i++) {
+    int rc = fp_map_next(m, &r);
+    if (i == 250) {
+      ck_assert_int_eq(rc, FP_ECRASHED);
+      crashed++;
+    } else if (rc == FP_ECANCELED) { /* after it, in its chunk: never ran */
+      ck_assert(i > 250 && i < 300);
+      skipped++;
+    } else {
+      ck_assert_int_eq(rc, 0);
+      ck_assert_int_eq((long)(intptr_t)r, i * i);
+    }
+  }
+  ck_assert_int_eq(fp_map_next(m, &r), FP_EOF);
+  ck_assert_int_eq(crashed, 1);
+  ck_assert_int_eq(skipped, 49);
+  fp_map_free(m);
+  /* a thread pool takes the option and goes one by one */
+  fp_executor *tp = new_pool(2);
+  c[0] = 0;
+  c[1] = 50;
+  ck_assert_int_eq(fp_map_new(tp, square, count_to, c, &opt, &m), 0);
+  for (long i = 0; i < 50; i++) {
+    ck_assert_int_eq(fp_map_next(m, &r), 0);
+    ck_assert_int_eq((long)(intptr_t)r, i * i);
+  }
+  fp_map_free(m);
+  fp_executor_free(tp);
+  opt.chunksize = 0;
+  ck_assert_int_eq(fp_map_new(ex, square, count_to, c, &opt, &m), FP_EINVAL);
+  ck_assert(captured("chunksize must be 1 or more (got 0)"));
+  fp_executor_free(ex);
+}
+END_TEST
+
 START_TEST(bad_arguments) {
   capture_start();
   fp_process_pool_options opt;
@@ -570,4 +629,5 @@ TEST_MAIN("process_pool", values_cross_and_run_in_other_processes, bytes_cross_b
           worker_dies_while_reading_the_task, worker_dies_while_writing_its_result,
           parent_cannot_read_the_result, task_cannot_be_sent_to_a_dead_worker,
           a_crash_right_after_shutdown, many_tasks_completing_at_once,
-          workers_never_outlive_the_parent, bad_arguments)
+          workers_never_outlive_the_parent, chunked_map_keeps_order_and_reports_a_crash_in_its_item,
+          bad_arguments)
