@@ -75,30 +75,40 @@ static void worker_reply(int fd, int fault, int code, const char *msg, uint64_t 
     _exit(0); /* the parent is gone */
 }
 
-/* Run one item: read it, call fn, reply. */
-static void worker_item(int fd, uint32_t kind, int fault) {
-  item_header it;
-  if (fp__read_full(fd, &it, sizeof it)) _exit(0);
-  fp_fn fn = (fp_fn)(uintptr_t)it.fn;
-  fp_bytes *in = NULL;
-  void *arg = (void *)(uintptr_t)it.arg;
-  if (kind == JOB_BYTES) {
+/* One item of a job, read in full before any item runs. */
+typedef struct worker_item {
+  fp_fn fn;
+  void *arg; /* the value, or an fp_bytes (JOB_BYTES) */
+} worker_item;
+
+/* Read a whole job. Reading everything first matters: the parent sends a
+ * job in one go, and a worker that replied while the parent was still
+ * sending would fill its socket with replies nobody reads -- each side
+ * blocked on the other (the wakeup-pipe deadlock of cpython#105829). */
+static worker_item *read_job(int fd, const job_header *job, int fault) {
+  worker_item *items = fp__calloc(job->count ? job->count : 1, sizeof *items);
+  if (!items) _exit(0); /* no memory: the parent sees a crash, named */
+  for (uint32_t i = 0; i < job->count; i++) {
+    item_header it;
+    if (fp__read_full(fd, &it, sizeof it)) _exit(0);
     if (fault == FAULT_DIE_READING) _exit(0);
-    in = fp_bytes_new(it.arg);
-    if (!in) {
-      worker_reply(fd, fault, FP_ENOMEM, "worker: no memory for the argument", 0, NULL);
-      /* the bytes are still on the wire: this worker cannot go on */
-      _exit(0);
+    items[i].fn = (fp_fn)(uintptr_t)it.fn;
+    items[i].arg = (void *)(uintptr_t)it.arg;
+    if (job->kind == JOB_BYTES) {
+      fp_bytes *in = fp_bytes_new(it.arg);
+      if (!in || fp__read_full(fd, in->data, in->size)) _exit(0);
+      items[i].arg = in;
     }
-    if (fp__read_full(fd, in->data, in->size)) _exit(0);
-    arg = in;
-  } else if (fault == FAULT_DIE_READING) {
-    _exit(0);
   }
+  return items;
+}
+
+/* Run one item and reply. */
+static void run_item(int fd, uint32_t kind, const worker_item *item, int fault) {
   int code = 0;
   char *msg = NULL;
-  void *result = fp__call_task(fn, arg, &code, &msg);
-  fp_bytes_free(in);
+  void *result = fp__call_task(item->fn, item->arg, &code, &msg);
+  if (kind == JOB_BYTES) fp_bytes_free(item->arg);
   if (code) {
     worker_reply(fd, fault, code, msg ? msg : fp_strerror(code), 0, NULL);
   } else if (kind == JOB_BYTES) {
@@ -124,7 +134,9 @@ static void worker_main(int fd, const fork_server_config *cfg, pid_t fork_server
   for (long done = 0;;) {
     job_header job;
     if (fp__read_full(fd, &job, sizeof job)) _exit(0); /* the parent closed: done */
-    for (uint32_t i = 0; i < job.count; i++) worker_item(fd, job.kind, cfg->fault);
+    worker_item *items = read_job(fd, &job, cfg->fault);
+    for (uint32_t i = 0; i < job.count; i++) run_item(fd, job.kind, &items[i], cfg->fault);
+    fp__free(items);
     if (cfg->max_tasks_per_child && ++done >= cfg->max_tasks_per_child) _exit(0);
   }
 }

@@ -81,7 +81,8 @@ static void fill(fp_map *m) {
   fp_task_options topt = {m->opt.item_free, m->opt.result_free};
   while (!m->end_code && m->count < m->opt.buffersize) {
     size_t room = m->opt.buffersize - m->count;
-    if (m->chunk) {
+    if (m->chunk) { /* whole chunks only: a trickle of 1-item chunks defeats them */
+      if (room < (size_t)m->opt.chunksize && m->count) return;
       fill_chunk(m, room < (size_t)m->opt.chunksize ? room : (size_t)m->opt.chunksize);
       continue;
     }

@@ -598,6 +598,27 @@ START_TEST(chunked_map_keeps_order_and_reports_a_crash_in_its_item) {
 }
 END_TEST
 
+/* A chunk bigger than a socket buffer: the worker must read it all before
+ * replying, or both sides block writing (a hang this test once caught). */
+START_TEST(a_chunk_larger_than_the_socket_buffer) {
+  fp_executor *ex = new_pp(2);
+  fp_map_options opt;
+  fp_map_options_init(&opt);
+  opt.chunksize = 20000; /* 320 KB of item headers in one request */
+  long c[2] = {0, 100000};
+  fp_map *m;
+  ck_assert_int_eq(fp_map_new(ex, square, count_to, c, &opt, &m), 0);
+  void *r;
+  for (long i = 0; i < 100000; i++) {
+    ck_assert_int_eq(fp_map_next(m, &r), 0);
+    ck_assert_int_eq((long)(intptr_t)r, i * i);
+  }
+  ck_assert_int_eq(fp_map_next(m, &r), FP_EOF);
+  fp_map_free(m);
+  fp_executor_free(ex);
+}
+END_TEST
+
 START_TEST(bad_arguments) {
   capture_start();
   fp_process_pool_options opt;
@@ -630,4 +651,5 @@ TEST_MAIN("process_pool", values_cross_and_run_in_other_processes, bytes_cross_b
           parent_cannot_read_the_result, task_cannot_be_sent_to_a_dead_worker,
           a_crash_right_after_shutdown, many_tasks_completing_at_once,
           workers_never_outlive_the_parent, chunked_map_keeps_order_and_reports_a_crash_in_its_item,
+          a_chunk_larger_than_the_socket_buffer,
           bad_arguments)
