@@ -13,7 +13,7 @@ deps:
 	@tools/deps.sh build
 
 # Build and run the seed scenarios, then the smaller examples.
-DEMOS = urls backpressure failfast files map
+DEMOS = urls backpressure failfast cpu files map
 demo:
 	@tools/deps.sh demo
 	@$(MAKE) --no-print-directory all >/dev/null
