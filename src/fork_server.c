@@ -62,17 +62,63 @@ int fp__write_full(int fd, const void *buf, size_t len) {
  * reply the parent cannot read. Off (0) unless a test asks. */
 enum { FAULT_NONE, FAULT_DIE_READING, FAULT_DIE_WRITING, FAULT_GARBAGE_REPLY };
 
+/* Replies are gathered, whole records only, and sent at the end of a job
+ * or when the buffer is full: one send for a chunk of small results
+ * instead of one per item. (A worker process has one thread: static is
+ * its own.) */
+static char reply_buf[65536];
+static size_t reply_len; /* always a whole number of records */
+static int reply_fd = -1;
+
+static void flush_replies(int fd) {
+  if (reply_len && fp__write_full(fd, reply_buf, reply_len)) _exit(0); /* the parent is gone */
+  reply_len = 0;
+}
+
+/* A task that crashes must not take the finished results of the items
+ * before it (in its chunk) along: send them, then die the same way.
+ * send() is async-signal-safe. Only SIGKILL cannot be caught. */
+static void flush_then_die(int sig) {
+  if (reply_len) fp__write_full(reply_fd, reply_buf, reply_len);
+  reply_len = 0;
+  raise(sig); /* SA_RESETHAND: the default action now */
+}
+
+static void flush_at_exit(void) { /* a task called exit() */
+  if (reply_len) fp__write_full(reply_fd, reply_buf, reply_len);
+}
+
+static void keep_replies_on_crash(int fd) {
+  reply_fd = fd;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = flush_then_die;
+  sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  const int crashes[] = {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL};
+  for (size_t i = 0; i < sizeof crashes / sizeof crashes[0]; i++) sigaction(crashes[i], &sa, NULL);
+  atexit(flush_at_exit);
+}
+
 static void worker_reply(int fd, int fault, int code, const char *msg, uint64_t value,
                          const fp_bytes *bytes) {
   reply_header h = {code, msg ? (uint32_t)strlen(msg) : 0, bytes ? bytes->size : value};
+  if (h.msg_len > 4096) h.msg_len = 4096;
   if (fault == FAULT_GARBAGE_REPLY) h.msg_len = UINT32_MAX;
   if (fault == FAULT_DIE_WRITING) {
+    flush_replies(fd);
     fp__write_full(fd, &h, sizeof h / 2);
     _exit(0);
   }
-  if (fp__write_full(fd, &h, sizeof h) || (h.msg_len && fp__write_full(fd, msg, h.msg_len)) ||
-      (bytes && fp__write_full(fd, bytes->data, bytes->size)))
-    _exit(0); /* the parent is gone */
+  size_t record = sizeof h + (fault == FAULT_GARBAGE_REPLY ? 0 : h.msg_len);
+  if (reply_len + record > sizeof reply_buf) flush_replies(fd);
+  memcpy(reply_buf + reply_len, &h, sizeof h);
+  if (record > sizeof h) memcpy(reply_buf + reply_len + sizeof h, msg, h.msg_len);
+  reply_len += record;
+  if (bytes) { /* a payload goes straight out, after what precedes it */
+    flush_replies(fd);
+    if (fp__write_full(fd, bytes->data, bytes->size)) _exit(0);
+  }
 }
 
 /* One item of a job, read in full before any item runs. */
@@ -87,10 +133,18 @@ typedef struct worker_item {
  * blocked on the other (the wakeup-pipe deadlock of cpython#105829). */
 static worker_item *read_job(int fd, const job_header *job, int fault) {
   worker_item *items = fp__calloc(job->count ? job->count : 1, sizeof *items);
-  if (!items) _exit(0); /* no memory: the parent sees a crash, named */
+  item_header *headers = job->kind == JOB_VALUE
+                             ? fp__malloc((job->count ? job->count : 1) * sizeof *headers)
+                             : NULL;
+  if (!items || (job->kind == JOB_VALUE && !headers))
+    _exit(0); /* no memory: the parent sees a crash, named */
+  if (headers && fp__read_full(fd, headers, job->count * sizeof *headers)) _exit(0);
   for (uint32_t i = 0; i < job->count; i++) {
     item_header it;
-    if (fp__read_full(fd, &it, sizeof it)) _exit(0);
+    if (headers)
+      it = headers[i]; /* value jobs: all the items came in one read */
+    else if (fp__read_full(fd, &it, sizeof it))
+      _exit(0);
     if (fault == FAULT_DIE_READING) _exit(0);
     items[i].fn = (fp_fn)(uintptr_t)it.fn;
     items[i].arg = (void *)(uintptr_t)it.arg;
@@ -100,6 +154,7 @@ static worker_item *read_job(int fd, const job_header *job, int fault) {
       items[i].arg = in;
     }
   }
+  fp__free(headers);
   return items;
 }
 
@@ -128,6 +183,7 @@ static void worker_main(int fd, const fork_server_config *cfg, pid_t fork_server
     struct rlimit rl = {cfg->memory_limit, cfg->memory_limit};
     setrlimit(RLIMIT_AS, &rl);
   }
+  keep_replies_on_crash(fd);
   hello h = {0, (int32_t)getpid()};
   if (cfg->initializer) h.code = cfg->initializer(cfg->initializer_arg);
   if (fp__write_full(fd, &h, sizeof h) || h.code) _exit(0);
@@ -136,6 +192,7 @@ static void worker_main(int fd, const fork_server_config *cfg, pid_t fork_server
     if (fp__read_full(fd, &job, sizeof job)) _exit(0); /* the parent closed: done */
     worker_item *items = read_job(fd, &job, cfg->fault);
     for (uint32_t i = 0; i < job.count; i++) run_item(fd, job.kind, &items[i], cfg->fault);
+    flush_replies(fd);
     fp__free(items);
     if (cfg->max_tasks_per_child && ++done >= cfg->max_tasks_per_child) _exit(0);
   }

@@ -118,8 +118,9 @@ int fp_map_new(fp_executor *ex, fp_fn fn, fp_iter_fn next, void *state,
   else
     fp_map_options_init(&m->opt);
   if (m->opt.chunksize < 1) {
+    int got = m->opt.chunksize;
     fp__free(m);
-    return fp__einval("fp_map_new: chunksize must be 1 or more (got %d)", m->opt.chunksize);
+    return fp__einval("fp_map_new: chunksize must be 1 or more (got %d)", got);
   }
   size_t chunk = (size_t)m->opt.chunksize;
   if (!m->opt.buffersize) m->opt.buffersize = 2 * (size_t)ex->max_workers * chunk;

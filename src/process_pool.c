@@ -38,7 +38,11 @@ typedef struct worker {
   bool eof, exited;  /* DEAD: seen EOF, and the fork server's report */
   int status;
   double died_at;
+  char *in;          /* what was read from fd and not yet parsed */
+  size_t in_len, in_pos;
 } worker;
+
+enum { WORKER_INBUF = 65536 };
 
 typedef struct process_pool {
   fp_executor base;
@@ -151,6 +155,7 @@ static void bury(process_pool *p, worker *w) {
     if (p->opt.break_on_crash) break_pool(p, msg);
   }
   /* remove the slot */
+  fp__free(w->in);
   *w = p->workers[--p->nworkers];
 }
 
@@ -197,8 +202,11 @@ static worker *add_worker(process_pool *p, int32_t id, pid_t pid, int fd) {
     p->workers = grown;
     p->workers_room = room;
   }
+  char *in = fp__malloc(WORKER_INBUF);
+  if (!in) return NULL;
   worker *w = &p->workers[p->nworkers++];
   memset(w, 0, sizeof *w);
+  w->in = in;
   w->id = id;
   w->pid = pid;
   w->fd = fd;
@@ -256,16 +264,41 @@ static void control_readable(process_pool *p) {
 
 /* ---- worker sockets ---- */
 
+/* fp__read_full through the worker's buffer: replies arrive many to a
+ * send, and are parsed without a syscall each. */
+static int worker_read(worker *w, void *buf, size_t len) {
+  char *p = buf;
+  while (len) {
+    if (w->in_pos < w->in_len) {
+      size_t n = w->in_len - w->in_pos < len ? w->in_len - w->in_pos : len;
+      memcpy(p, w->in + w->in_pos, n);
+      w->in_pos += n;
+      p += n;
+      len -= n;
+    } else if (len >= WORKER_INBUF) {
+      return fp__read_full(w->fd, p, len); /* a big payload: straight in */
+    } else {
+      ssize_t n = read(w->fd, w->in, WORKER_INBUF);
+      if (n == 0 || (n < 0 && errno != EINTR)) return -1;
+      w->in_len = n > 0 ? (size_t)n : 0;
+      w->in_pos = 0;
+    }
+  }
+  return 0;
+}
+
+static bool worker_has_input(const worker *w) { return w->in_pos < w->in_len; }
+
 static int read_reply(process_pool *p, worker *w) {
   job *j = w->job;
   fp_future *f = j->fs[j->replied];
   reply_header h;
-  if (fp__read_full(w->fd, &h, sizeof h)) return -1;
+  if (worker_read(w, &h, sizeof h)) return -1;
   if (h.msg_len > 65536 || (!h.code && h.msg_len)) return -2; /* not what a worker sends */
   if (h.code) {
     char *msg = fp__malloc(h.msg_len + 1);
     if (!msg) return -3;
-    if (fp__read_full(w->fd, msg, h.msg_len)) {
+    if (worker_read(w, msg, h.msg_len)) {
       fp__free(msg);
       return -1;
     }
@@ -275,7 +308,7 @@ static int read_reply(process_pool *p, worker *w) {
   } else if (j->kind == JOB_BYTES) {
     fp_bytes *b = fp_bytes_new(h.value);
     if (!b) return -3;
-    if (fp__read_full(w->fd, b->data, b->size)) {
+    if (worker_read(w, b->data, b->size)) {
       fp_bytes_free(b);
       return -1;
     }
@@ -289,10 +322,12 @@ static int read_reply(process_pool *p, worker *w) {
   return 0;
 }
 
+static bool read_one_reply(process_pool *p, worker *w);
+
 static void worker_readable(process_pool *p, worker *w) {
   if (w->state == W_STARTING) {
     hello h;
-    if (fp__read_full(w->fd, &h, sizeof h)) {
+    if (worker_read(w, &h, sizeof h)) {
       mark_dead(p, w);
       return;
     }
@@ -311,34 +346,55 @@ static void worker_readable(process_pool *p, worker *w) {
     mark_dead(p, w);
     return;
   }
+  do
+    if (!read_one_reply(p, w)) return;
+  while (w->state == W_BUSY && worker_has_input(w));
+}
+
+/* Read and settle one reply; false when the worker is no longer busy. */
+static bool read_one_reply(process_pool *p, worker *w) {
   int rc = read_reply(p, w);
   if (rc == -1) { /* died while running or replying: settled once its status is in */
     mark_dead(p, w);
-    return;
+    return false;
   }
   if (rc < 0) {
     kill_worker(p, w, SIGKILL, FP_ECRASHED,
                 rc == -2 ? "the worker's reply could not be read (corrupt), worker killed"
                          : "no memory to read the worker's reply, worker killed");
-    return;
+    return false;
   }
   if (p->opt.task_timeout > 0) w->deadline = fp__now() + p->opt.task_timeout;
-  if (w->job->replied == w->job->count) {
-    fp__free(w->job);
-    w->job = NULL;
-    w->jobs_done++;
-    bool retiring = p->opt.max_tasks_per_child && w->jobs_done >= p->opt.max_tasks_per_child;
-    if (retiring) /* it exits by itself: nothing to settle */
-      mark_dead(p, w);
-    else
-      w->state = W_IDLE;
-  }
+  if (w->job->replied < w->job->count) return true;
+  fp__free(w->job);
+  w->job = NULL;
+  w->jobs_done++;
+  bool retiring = p->opt.max_tasks_per_child && w->jobs_done >= p->opt.max_tasks_per_child;
+  if (retiring) /* it exits by itself: nothing to settle */
+    mark_dead(p, w);
+  else
+    w->state = W_IDLE;
+  return false;
 }
 
 /* ---- handing out jobs ---- */
 
 static int send_job(int fd, job *j) {
   job_header h = {j->kind, j->count};
+  if (j->kind == JOB_VALUE) { /* header and items in one send */
+    size_t len = sizeof h + j->count * sizeof(item_header);
+    char *buf = fp__malloc(len);
+    if (buf) {
+      memcpy(buf, &h, sizeof h);
+      item_header *items = (item_header *)(buf + sizeof h);
+      for (uint32_t i = 0; i < j->count; i++)
+        items[i] = (item_header){(uint64_t)(uintptr_t)fp_future_fn(j->fs[i]),
+                                 (uint64_t)(uintptr_t)fp_future_arg(j->fs[i])};
+      int rc = fp__write_full(fd, buf, len);
+      fp__free(buf);
+      return rc;
+    }
+  }
   if (fp__write_full(fd, &h, sizeof h)) return -1;
   for (uint32_t i = 0; i < j->count; i++) {
     fp_future *f = j->fs[i];
@@ -529,6 +585,7 @@ static void *dispatcher_main(void *arg) {
   for (size_t i = 0; i < p->nworkers; i++) {
     if (p->workers[i].fd >= 0) close(p->workers[i].fd);
     settle_job(p, p->workers[i].job, FP_ECANCELED, "the process pool shut down");
+    fp__free(p->workers[i].in);
   }
   p->nworkers = 0;
   close(p->ctl);
