@@ -191,7 +191,10 @@ static void worker_main(int fd, const fork_server_config *cfg, pid_t fork_server
     job_header job;
     if (fp__read_full(fd, &job, sizeof job)) _exit(0); /* the parent closed: done */
     worker_item *items = read_job(fd, &job, cfg->fault);
-    for (uint32_t i = 0; i < job.count; i++) run_item(fd, job.kind, &items[i], cfg->fault);
+    for (uint32_t i = 0; i < job.count; i++) {
+      run_item(fd, job.kind, &items[i], cfg->fault);
+      if (cfg->reply_each) flush_replies(fd);
+    }
     flush_replies(fd);
     fp__free(items);
     if (cfg->max_tasks_per_child && ++done >= cfg->max_tasks_per_child) _exit(0);

@@ -754,8 +754,10 @@ int fp_process_pool_new(const fp_process_pool_options *opt, fp_executor **out) {
     return fp__fail(FP_ENOMEM, "fp_process_pool_new: pipe: %s", strerror(errno));
   }
   const char *fault = getenv("FUTUREPROOF_TEST_FAULT");
-  fork_server_config cfg = {opt->initializer, opt->initializer_arg, opt->max_tasks_per_child,
-                            opt->memory_limit, fault ? atoi(fault) : 0};
+  /* With a task timeout the parent restarts an item's clock at each reply,
+   * so replies must not wait for the end of a chunk. */
+  fork_server_config cfg = {opt->initializer,  opt->initializer_arg,   opt->max_tasks_per_child,
+                            opt->memory_limit, fault ? atoi(fault) : 0, opt->task_timeout > 0};
   int rc = fp__fork_server_start(&cfg, &p->fs_pid, &p->ctl);
   if (!rc && (pthread_mutex_init(&p->mu, NULL) || fp__cond_init(&p->done_cv)))
     rc = fp__fail(FP_ENOMEM, "fp_process_pool_new: out of resources");

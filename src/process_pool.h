@@ -23,6 +23,7 @@ typedef struct fork_server_config {
   long max_tasks_per_child; /* 0: no limit */
   size_t memory_limit;      /* bytes of address space, 0: none */
   int fault;                /* test hook, see fork_server.c */
+  bool reply_each;          /* send each reply at once (the parent times items) */
 } fork_server_config;
 
 /* Parent <-> worker: a stream. A request is a job header and its items; a

@@ -56,6 +56,13 @@ static void *fail_with_code(void *arg) {
   return fp_raise(-5, "value %ld is bad", (long)(intptr_t)arg);
 }
 
+static int count_to(void *state, void **item) {
+  long *c = state; /* c[0] next, c[1] limit */
+  if (c[0] >= c[1]) return 0;
+  *item = (void *)(intptr_t)c[0]++;
+  return 1;
+}
+
 static long value_of(fp_future *f) {
   void *r = NULL;
   ck_assert_int_eq(fp_future_result(f, LONG_WAIT, &r), 0);
@@ -221,6 +228,34 @@ START_TEST(a_task_past_its_timeout_is_killed_and_replaced) {
   ck_assert_int_eq(value_of(next), 16); /* on a replacement */
   fp_future_release(slow);
   fp_future_release(next);
+  fp_executor_free(ex);
+}
+END_TEST
+
+static void *sleep_50ms(void *arg) {
+  usleep(50000);
+  return arg;
+}
+
+/* The timeout is per item: a chunk of items that each fit in it is fine,
+ * however long the whole chunk takes. */
+START_TEST(task_timeout_is_per_item_in_a_chunk) {
+  fp_process_pool_options popt;
+  fp_process_pool_options_init(&popt);
+  popt.max_workers = 1;
+  popt.task_timeout = 0.5;
+  fp_executor *ex;
+  fp_process_pool_new(&popt, &ex);
+  fp_map_options opt;
+  fp_map_options_init(&opt);
+  opt.chunksize = 20; /* 20 x 50 ms = 1 s > 0.5 s */
+  long c[2] = {0, 20};
+  fp_map *m;
+  fp_map_new(ex, sleep_50ms, count_to, c, &opt, &m);
+  void *r;
+  for (long i = 0; i < 20; i++) ck_assert_int_eq(fp_map_next(m, &r), 0);
+  ck_assert_int_eq(fp_map_next(m, &r), FP_EOF);
+  fp_map_free(m);
   fp_executor_free(ex);
 }
 END_TEST
@@ -539,13 +574,6 @@ START_TEST(workers_never_outlive_the_parent) {
 }
 END_TEST
 
-static int count_to(void *state, void **item) {
-  long *c = state; /* c[0] next, c[1] limit */
-  if (c[0] >= c[1]) return 0;
-  *item = (void *)(intptr_t)c[0]++;
-  return 1;
-}
-
 static void *square_but_crash_at_250(void *arg) {
   if ((intptr_t)arg == 250) raise(SIGSEGV);
   return square(arg);
@@ -643,7 +671,8 @@ END_TEST
 TEST_MAIN("process_pool", values_cross_and_run_in_other_processes, bytes_cross_both_ways_even_64_mib,
           futures_mix_with_thread_pools_and_the_task_manager,
           a_crash_fails_its_task_names_it_and_the_pool_goes_on, break_on_crash_breaks_the_pool,
-          a_task_past_its_timeout_is_killed_and_replaced, cancelling_a_running_task_kills_its_worker,
+          a_task_past_its_timeout_is_killed_and_replaced, task_timeout_is_per_item_in_a_chunk,
+          cancelling_a_running_task_kills_its_worker,
           kill_workers_stops_everything_now, terminate_workers_stops_everything_now,
           max_tasks_per_child_replaces_workers,
           initializer_runs_in_each_worker_and_its_failure_breaks, memory_limit_bounds_each_worker,
