@@ -378,8 +378,11 @@ END_TEST
 static void *allocate_mib(void *arg) {
   size_t size = (size_t)(intptr_t)arg << 20;
   char *p = malloc(size);
+  /* the barrier keeps the compiler from eliding malloc and free (clang does) */
+  __asm__ volatile("" : : "r"(p) : "memory");
   if (!p) return fp_raise(-ENOMEM, "could not allocate %zu MiB", size >> 20);
   memset(p, 1, size);
+  __asm__ volatile("" : : "r"(p) : "memory");
   free(p);
   return arg;
 }
