@@ -15,15 +15,19 @@ void fp__executor_init(fp_executor *ex, const fp__executor_vtable *vt, int max_w
   atomic_init(&ex->cancel_all, false);
 }
 
-int fp__default_workers(void) {
+int fp__cpu_count(void) {
   long ncpu = 0;
 #ifdef CPU_COUNT
-  cpu_set_t set;
+  cpu_set_t set; /* the CPUs this process may run on, as Python's process_cpu_count */
   if (sched_getaffinity(0, sizeof set, &set) == 0) ncpu = CPU_COUNT(&set);
 #endif
   if (ncpu <= 0) ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  if (ncpu <= 0) ncpu = 1;
-  return ncpu + 4 < 32 ? (int)ncpu + 4 : 32;
+  return ncpu > 0 ? (int)ncpu : 1;
+}
+
+int fp__default_workers(void) {
+  int ncpu = fp__cpu_count();
+  return ncpu + 4 < 32 ? ncpu + 4 : 32;
 }
 
 int fp_submit_ex(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *topt,

@@ -141,7 +141,8 @@ void fp__executor_init(fp_executor *ex, const fp__executor_vtable *vt, int max_w
 /* ---- the current task (future.c) ---- */
 fp_future *fp__current_future(void);
 
-/* Default worker count, min(32, ncpu + 4). */
+/* CPUs this process may use; the thread pool's default, min(32, ncpu + 4). */
+int fp__cpu_count(void);
 int fp__default_workers(void);
 
 #endif /* FP_INTERNAL_H */

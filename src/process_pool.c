@@ -727,8 +727,7 @@ void fp_process_pool_options_init(fp_process_pool_options *opt) {
     return;
   }
   memset(opt, 0, sizeof *opt);
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  opt->max_workers = ncpu > 0 ? (int)ncpu : 1;
+  opt->max_workers = fp__cpu_count();
 }
 
 int fp_process_pool_new(const fp_process_pool_options *opt, fp_executor **out) {
