@@ -509,6 +509,13 @@ static double next_deadline(process_pool *p) {
   return next;
 }
 
+/* A worker died with a job and its exit status is not in yet. */
+static bool crash_pending(process_pool *p) {
+  for (size_t i = 0; i < p->nworkers; i++)
+    if (p->workers[i].state == W_DEAD && p->workers[i].job) return true;
+  return false;
+}
+
 static bool anything_running(process_pool *p) {
   for (size_t i = 0; i < p->nworkers; i++)
     if (p->workers[i].state == W_BUSY || (p->workers[i].state == W_DEAD && p->workers[i].job))
@@ -531,8 +538,12 @@ static void *dispatcher_main(void *arg) {
     p->cancel_check = false;
     pthread_mutex_unlock(&p->mu);
     check_workers(p, kill_signal, cancel_check);
-    assign_jobs(p);
-    spawn_more(p);
+    /* With break_on_crash a crash breaks the pool once its status is in:
+     * until then nothing new may start (a replacement would run it). */
+    if (!(p->opt.break_on_crash && crash_pending(p))) {
+      assign_jobs(p);
+      spawn_more(p);
+    }
     double next = next_deadline(p);
     pthread_mutex_lock(&p->mu);
     bool done = p->shutting_down && !p->head && !anything_running(p);
