@@ -17,7 +17,7 @@ struct fp_future {
   atomic_int state;  /* fp_future_state; written under mu */
   atomic_int refs;
   atomic_bool cancel_requested;
-  bool observed;     /* the outcome was looked at (mu) */
+  atomic_bool observed; /* the outcome was looked at */
   bool failed;       /* finished with an error */
   fp_error error;    /* message points to error_text or a static string */
   char *error_text;  /* owned */
@@ -39,9 +39,7 @@ struct fp_future {
 
 static _Thread_local fp_future *current_future;
 
-fp_future *fp__current_future(void) { return current_future; }
 fp_future **fp__future_next_link(fp_future *f) { return &f->next; }
-fp_executor *fp__future_executor(const fp_future *f) { return f->ex; }
 bool fp__future_is_bytes(const fp_future *f) { return f->bytes; }
 bool fp__future_cancel_requested(const fp_future *f) {
   return atomic_load(&f->cancel_requested);
@@ -59,6 +57,7 @@ static fp_future *future_alloc(void) {
   atomic_init(&f->state, FP_PENDING);
   atomic_init(&f->refs, 1);
   atomic_init(&f->cancel_requested, false);
+  atomic_init(&f->observed, false);
   return f;
 }
 
@@ -92,7 +91,7 @@ static void future_free(fp_future *f, bool run_destructors) {
   }
   if (run_destructors) {
     int state = atomic_load(&f->state);
-    if (state == FP_FINISHED && f->failed && !f->observed)
+    if (state == FP_FINISHED && f->failed && !atomic_load(&f->observed))
       fp_log(FP_LOG_WARNING,
              "future %llu (task %p, arg %p) failed and nobody retrieved its error: %s: %s",
              (unsigned long long)f->id, (void *)(uintptr_t)f->fn, f->arg,
@@ -448,9 +447,7 @@ int fp_future_result(fp_future *f, double timeout_s, void **out) {
   if (out) *out = NULL;
   int rc = fp_future_wait(f, timeout_s);
   if (rc) return rc;
-  pthread_mutex_lock(&f->mu);
-  f->observed = true;
-  pthread_mutex_unlock(&f->mu);
+  atomic_store_explicit(&f->observed, true, memory_order_relaxed);
   if (atomic_load(&f->state) == FP_CANCELLED)
     return fp__fail(FP_ECANCELED, "future %llu was cancelled", (unsigned long long)f->id);
   if (f->failed) return fp__fail(f->error.code, "%s", f->error.message);
@@ -464,8 +461,6 @@ const fp_error *fp_future_error(fp_future *f) {
     return NULL;
   }
   if (atomic_load(&f->state) != FP_FINISHED) return NULL;
-  pthread_mutex_lock(&f->mu);
-  f->observed = true;
-  pthread_mutex_unlock(&f->mu);
+  atomic_store_explicit(&f->observed, true, memory_order_relaxed);
   return f->failed ? &f->error : NULL;
 }

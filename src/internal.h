@@ -22,9 +22,6 @@ int fp__fail(int code, const char *fmt, ...) FP_PRINTF(2, 3);
 /* fp__fail, plus a warning-level log line: for bad arguments. */
 int fp__einval(const char *fmt, ...) FP_PRINTF(1, 2);
 
-/* ---- logging (log.c) ---- */
-void fp__vlog(fp_log_level level, const char *fmt, va_list ap);
-
 /* ---- time ---- */
 /* An absolute CLOCK_MONOTONIC deadline; infinite when timeout_s < 0. */
 typedef struct fp__deadline {
@@ -71,11 +68,6 @@ void fp__waiter_remove(fp__wait_node *node);
 /* Pop a ready node, waiting until the deadline; NULL on timeout. */
 fp__wait_node *fp__waiter_pop(fp__waiter *w, const fp__deadline *d);
 
-/* ---- a set of distinct futures, O(n) (wait.c) ---- */
-/* Writes the distinct futures of fs into uniq (room for n), in first-seen
- * order; returns their count or FP_ENOMEM. */
-long fp__dedup_futures(fp_future *const *fs, size_t n, fp_future **uniq);
-
 /* ---- futures, for executors (future.c) ---- */
 struct fp__executor_base;
 /* A pending future for fn(arg) owned by ex, with two references: the
@@ -100,7 +92,6 @@ bool fp__future_is_bytes(const fp_future *f);
 bool fp__future_cancel_requested(const fp_future *f);
 /* Intrusive link for executors' queues. */
 fp_future **fp__future_next_link(fp_future *f);
-fp_executor *fp__future_executor(const fp_future *f);
 /* Finished with an error; unlike fp_future_error it does not count as
  * looking at the error. */
 bool fp__future_failed(const fp_future *f);
@@ -137,9 +128,6 @@ struct fp_executor {
 };
 
 void fp__executor_init(fp_executor *ex, const fp__executor_vtable *vt, int max_workers);
-
-/* ---- the current task (future.c) ---- */
-fp_future *fp__current_future(void);
 
 /* CPUs this process may use; the thread pool's default, min(32, ncpu + 4). */
 int fp__cpu_count(void);

@@ -54,7 +54,7 @@ int fp_set_logger(fp_log_fn fn, void *userdata, fp_log_level min_level) {
   return 0;
 }
 
-void fp__vlog(fp_log_level level, const char *fmt, va_list ap) {
+static void vlog(fp_log_level level, const char *fmt, va_list ap) {
   if ((int)level < atomic_load(&logger_min_level)) return;
   char line[1024];
   vsnprintf(line, sizeof line, fmt, ap);
@@ -68,6 +68,6 @@ void fp__vlog(fp_log_level level, const char *fmt, va_list ap) {
 void fp_log(fp_log_level level, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fp__vlog(level, fmt, ap);
+  vlog(level, fmt, ap);
   va_end(ap);
 }

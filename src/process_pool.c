@@ -28,7 +28,6 @@ typedef struct job {
 typedef enum { W_STARTING, W_IDLE, W_BUSY, W_DEAD } worker_state;
 
 typedef struct worker {
-  int32_t id;
   pid_t pid;
   int fd;
   worker_state state;
@@ -159,8 +158,7 @@ static void bury(process_pool *p, worker *w) {
   *w = p->workers[--p->nworkers];
 }
 
-static void mark_dead(process_pool *p, worker *w) {
-  (void)p;
+static void mark_dead(worker *w) {
   if (w->state != W_DEAD) w->died_at = fp__now();
   w->state = W_DEAD;
   w->eof = true;
@@ -174,7 +172,7 @@ static void kill_worker(process_pool *p, worker *w, int sig, int code, const cha
   job *j = w->job;
   w->job = NULL;
   settle_job(p, j, code, msg);
-  mark_dead(p, w);
+  mark_dead(w);
 }
 
 static void break_pool(process_pool *p, const char *why) {
@@ -194,7 +192,7 @@ static void break_pool(process_pool *p, const char *why) {
       kill_worker(p, &p->workers[i], SIGKILL, FP_EBROKEN, p->broken_message);
 }
 
-static worker *add_worker(process_pool *p, int32_t id, pid_t pid, int fd) {
+static worker *add_worker(process_pool *p, pid_t pid, int fd) {
   if (p->nworkers == p->workers_room) {
     size_t room = p->workers_room ? 2 * p->workers_room : 8;
     worker *grown = fp__realloc(p->workers, room * sizeof *grown);
@@ -207,7 +205,6 @@ static worker *add_worker(process_pool *p, int32_t id, pid_t pid, int fd) {
   worker *w = &p->workers[p->nworkers++];
   memset(w, 0, sizeof *w);
   w->in = in;
-  w->id = id;
   w->pid = pid;
   w->fd = fd;
   w->state = W_STARTING;
@@ -245,7 +242,7 @@ static void control_readable(process_pool *p) {
   if (c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
   if (m.type == CTL_WORKER) {
     p->spawning--;
-    if (fd < 0 || !add_worker(p, m.worker_id, m.pid, fd)) {
+    if (fd < 0 || !add_worker(p, m.pid, fd)) {
       if (fd >= 0) close(fd);
       kill(m.pid, SIGKILL);
     }
@@ -328,14 +325,14 @@ static void worker_readable(process_pool *p, worker *w) {
   if (w->state == W_STARTING) {
     hello h;
     if (worker_read(w, &h, sizeof h)) {
-      mark_dead(p, w);
+      mark_dead(w);
       return;
     }
     if (h.code) {
       char why[96];
       snprintf(why, sizeof why, "a worker's initializer failed with %d (%s)", h.code,
                fp_err_name(h.code));
-      mark_dead(p, w);
+      mark_dead(w);
       break_pool(p, why);
       return;
     }
@@ -343,7 +340,7 @@ static void worker_readable(process_pool *p, worker *w) {
     return;
   }
   if (w->state != W_BUSY) { /* an idle worker only speaks by dying */
-    mark_dead(p, w);
+    mark_dead(w);
     return;
   }
   do
@@ -355,7 +352,7 @@ static void worker_readable(process_pool *p, worker *w) {
 static bool read_one_reply(process_pool *p, worker *w) {
   int rc = read_reply(p, w);
   if (rc == -1) { /* died while running or replying: settled once its status is in */
-    mark_dead(p, w);
+    mark_dead(w);
     return false;
   }
   if (rc < 0) {
@@ -371,7 +368,7 @@ static bool read_one_reply(process_pool *p, worker *w) {
   w->jobs_done++;
   bool retiring = p->opt.max_tasks_per_child && w->jobs_done >= p->opt.max_tasks_per_child;
   if (retiring) /* it exits by itself: nothing to settle */
-    mark_dead(p, w);
+    mark_dead(w);
   else
     w->state = W_IDLE;
   return false;
@@ -446,7 +443,7 @@ static void assign_jobs(process_pool *p) {
     w->state = W_BUSY;
     w->deadline = p->opt.task_timeout > 0 ? fp__now() + p->opt.task_timeout : 0;
     if (send_job(w->fd, j)) { /* dead before it could read: named once its status is in */
-      mark_dead(p, w);
+      mark_dead(w);
     }
   }
 }
@@ -488,7 +485,7 @@ static void check_workers(process_pool *p, int kill_signal, bool cancel_check) {
       kill_worker(p, w, SIGKILL, FP_ECANCELED, "cancelled while running: its worker was killed");
     } else if (kill_signal && w->state != W_DEAD) {
       kill(w->pid, kill_signal);
-      mark_dead(p, w);
+      mark_dead(w);
     }
     if (w->state == W_DEAD && w->eof && (w->exited || now - w->died_at > 2.0)) {
       bury(p, w);

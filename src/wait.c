@@ -14,7 +14,9 @@ static size_t hash_pointer(const void *p, size_t mask) {
   return (size_t)x & mask;
 }
 
-long fp__dedup_futures(fp_future *const *fs, size_t n, fp_future **uniq) {
+/* Write the distinct futures of fs into uniq (room for n), in first-seen
+ * order; returns their count or FP_ENOMEM. */
+static long dedup_futures(fp_future *const *fs, size_t n, fp_future **uniq) {
   size_t cap = 16;
   while (cap < n * 2) cap <<= 1;
   fp_future **slots = fp__calloc(cap, sizeof *slots);
@@ -56,7 +58,7 @@ int fp_wait(fp_future *const *fs, size_t n, fp_return_when when, double timeout_
     fp__free(nodes);
     return fp__fail(FP_ENOMEM, "fp_wait: out of memory for %zu futures", n);
   }
-  long m = fp__dedup_futures(fs, n, uniq);
+  long m = dedup_futures(fs, n, uniq);
   if (m < 0) {
     fp__free(uniq);
     fp__free(nodes);
@@ -140,7 +142,7 @@ int fp_as_completed_new(fp_future *const *fs, size_t n, double timeout_s,
     }
     return fp__fail(FP_ENOMEM, "fp_as_completed_new: out of memory for %zu futures", n);
   }
-  long m = fp__dedup_futures(fs, n, it->futures);
+  long m = dedup_futures(fs, n, it->futures);
   if (m < 0) {
     it->count = 0;
     fp_as_completed_free(it);
