@@ -130,6 +130,22 @@ static inline void *task_sleep_ms(void *arg) {
   return arg;
 }
 
+/* ---- an input for map: next, next+1, ... up to limit ---- */
+typedef struct counter {
+  long next, limit; /* limit < 0: endless */
+  atomic_long read; /* items handed out */
+  int fail_at;      /* the input fails (-EPROTO) at this item; 0: never */
+} counter;
+
+static inline int count_up(void *state, void **item) {
+  counter *c = state;
+  if (c->limit >= 0 && c->next >= c->limit) return 0;
+  if (c->fail_at && c->next == c->fail_at) return -71; /* -EPROTO */
+  *item = (void *)(intptr_t)c->next++;
+  atomic_fetch_add(&c->read, 1);
+  return 1;
+}
+
 static inline fp_executor *new_pool(int workers) {
   fp_thread_pool_options opt;
   fp_thread_pool_options_init(&opt);

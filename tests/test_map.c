@@ -2,21 +2,6 @@
  * input, timeout from the call, per-item errors, abandoning. */
 #include "helpers.h"
 
-typedef struct counter {
-  long next, limit; /* limit < 0: infinite */
-  atomic_long read;
-  int fail_at;      /* the input fails when it reaches this item (0: never) */
-} counter;
-
-static int count_up(void *state, void **item) {
-  counter *c = state;
-  if (c->limit >= 0 && c->next >= c->limit) return 0;
-  if (c->fail_at && c->next == c->fail_at) return -71; /* -EPROTO */
-  *item = (void *)(intptr_t)c->next++;
-  atomic_fetch_add(&c->read, 1);
-  return 1;
-}
-
 static void *task_jitter_double(void *arg) {
   intptr_t i = (intptr_t)arg;
   if (i % 7 == 0) sleep_ms(2); /* finish out of order */

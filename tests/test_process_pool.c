@@ -56,13 +56,6 @@ static void *fail_with_code(void *arg) {
   return fp_raise(-5, "value %ld is bad", (long)(intptr_t)arg);
 }
 
-static int count_to(void *state, void **item) {
-  long *c = state; /* c[0] next, c[1] limit */
-  if (c[0] >= c[1]) return 0;
-  *item = (void *)(intptr_t)c[0]++;
-  return 1;
-}
-
 static long value_of(fp_future *f) {
   void *r = NULL;
   ck_assert_int_eq(fp_future_result(f, LONG_WAIT, &r), 0);
@@ -249,9 +242,9 @@ START_TEST(task_timeout_is_per_item_in_a_chunk) {
   fp_map_options opt;
   fp_map_options_init(&opt);
   opt.chunksize = 20; /* 20 x 50 ms = 1 s > 0.5 s */
-  long c[2] = {0, 20};
+  counter c = {0, 20, 0, 0};
   fp_map *m;
-  fp_map_new(ex, sleep_50ms, count_to, c, &opt, &m);
+  fp_map_new(ex, sleep_50ms, count_up, &c, &opt, &m);
   void *r;
   for (long i = 0; i < 20; i++) ck_assert_int_eq(fp_map_next(m, &r), 0);
   ck_assert_int_eq(fp_map_next(m, &r), FP_EOF);
@@ -589,9 +582,9 @@ START_TEST(chunked_map_keeps_order_and_reports_a_crash_in_its_item) {
   fp_map_options_init(&opt);
   ck_assert_int_eq(opt.chunksize, 1);
   opt.chunksize = 100;
-  long c[2] = {0, 1000};
+  counter c = {0, 1000, 0, 0};
   fp_map *m;
-  ck_assert_int_eq(fp_map_new(ex, square_but_crash_at_250, count_to, c, &opt, &m), 0);
+  ck_assert_int_eq(fp_map_new(ex, square_but_crash_at_250, count_up, &c, &opt, &m), 0);
   void *r;
   int crashed = 0, skipped = 0;
   for (long i = 0; i < 1000; i++) {
@@ -613,9 +606,9 @@ START_TEST(chunked_map_keeps_order_and_reports_a_crash_in_its_item) {
   fp_map_free(m);
   /* a thread pool takes the option and goes one by one */
   fp_executor *tp = new_pool(2);
-  c[0] = 0;
-  c[1] = 50;
-  ck_assert_int_eq(fp_map_new(tp, square, count_to, c, &opt, &m), 0);
+  c.next = 0;
+  c.limit = 50;
+  ck_assert_int_eq(fp_map_new(tp, square, count_up, &c, &opt, &m), 0);
   for (long i = 0; i < 50; i++) {
     ck_assert_int_eq(fp_map_next(m, &r), 0);
     ck_assert_int_eq((long)(intptr_t)r, i * i);
@@ -623,7 +616,7 @@ START_TEST(chunked_map_keeps_order_and_reports_a_crash_in_its_item) {
   fp_map_free(m);
   fp_executor_free(tp);
   opt.chunksize = 0;
-  ck_assert_int_eq(fp_map_new(ex, square, count_to, c, &opt, &m), FP_EINVAL);
+  ck_assert_int_eq(fp_map_new(ex, square, count_up, &c, &opt, &m), FP_EINVAL);
   ck_assert(captured("chunksize must be 1 or more (got 0)"));
   fp_executor_free(ex);
 }
@@ -636,9 +629,9 @@ START_TEST(a_chunk_larger_than_the_socket_buffer) {
   fp_map_options opt;
   fp_map_options_init(&opt);
   opt.chunksize = 20000; /* 320 KB of item headers in one request */
-  long c[2] = {0, 100000};
+  counter c = {0, 100000, 0, 0};
   fp_map *m;
-  ck_assert_int_eq(fp_map_new(ex, square, count_to, c, &opt, &m), 0);
+  ck_assert_int_eq(fp_map_new(ex, square, count_up, &c, &opt, &m), 0);
   void *r;
   for (long i = 0; i < 100000; i++) {
     ck_assert_int_eq(fp_map_next(m, &r), 0);

@@ -29,19 +29,6 @@ static fp_task_manager *interruptible_tm(fp_executor *ex) {
   return tm;
 }
 
-typedef struct counter {
-  long next, limit; /* limit < 0: endless */
-  atomic_long read;
-} counter;
-
-static int count_up(void *state, void **item) {
-  counter *c = state;
-  if (c->limit >= 0 && c->next >= c->limit) return 0;
-  *item = (void *)(intptr_t)c->next++;
-  atomic_fetch_add(&c->read, 1);
-  return 1;
-}
-
 START_TEST(policy_from_string_any_case) {
   fp_error_policy p;
   ck_assert_int_eq(fp_error_policy_parse("raise", &p), 0);
@@ -100,7 +87,7 @@ START_TEST(submit_and_map_keep_submission_order) {
   atomic_store(&started, 0);
   fp_executor *ex = new_pool(1); /* one worker: start order is run order */
   fp_task_manager *tm = new_tm(ex, FP_POLICY_RAISE, 16);
-  counter c = {100, 105, 0};
+  counter c = {100, 105, 0, 0};
   ck_assert_int_eq(fp_tm_submit(tm, record_start, (void *)1, -1, NULL), 0);
   ck_assert_int_eq(fp_tm_map(tm, record_start, count_up, &c, NULL), 0);
   ck_assert_int_eq(fp_tm_submit(tm, record_start, (void *)2, -1, NULL), 0);
@@ -130,7 +117,7 @@ START_TEST(the_window_is_never_exceeded) {
   atomic_store(&worst, 0);
   fp_executor *ex = new_pool(4);
   fp_task_manager *tm = new_tm(ex, FP_POLICY_RAISE, 5);
-  counter c = {0, 3000, 0};
+  counter c = {0, 3000, 0, 0};
   fp_tm_map(tm, task_check_window, count_up, &c, NULL);
   fp_task *t;
   int n = 0;
@@ -157,7 +144,7 @@ END_TEST
 START_TEST(map_over_an_endless_input_stops_after_n_results) {
   fp_executor *ex = new_pool(2);
   fp_task_manager *tm = new_tm(ex, FP_POLICY_RAISE, 4);
-  counter c = {0, -1, 0};
+  counter c = {0, -1, 0, 0};
   fp_tm_map(tm, task_double, count_up, &c, NULL);
   fp_task *t;
   for (int i = 0; i < 1000; i++) {
@@ -241,7 +228,7 @@ START_TEST(raise_stops_everything_at_the_first_failure) {
   atomic_store(&ran_count, 0);
   fp_executor *ex = new_pool(2);
   fp_task_manager *tm = new_tm(ex, FP_POLICY_RAISE, 8);
-  counter c = {0, 10000, 0};
+  counter c = {0, 10000, 0, 0};
   fp_tm_map(tm, every_fifth_fails, count_up, &c, NULL);
   double t0 = now_s();
   int rc = fp_tm_run(tm, LONG_WAIT);
@@ -324,7 +311,7 @@ START_TEST(log_reports_each_failure_and_goes_on) {
   opt.keep_completed = true;
   fp_task_manager *tm;
   fp_tm_new(ex, &opt, &tm);
-  counter c = {0, 50, 0};
+  counter c = {0, 50, 0, 0};
   fp_tm_map(tm, every_fifth_fails, count_up, &c, NULL);
   ck_assert_int_eq(fp_tm_run(tm, LONG_WAIT), 0);
   ck_assert_int_eq(atomic_load(&ran_count), 50);
@@ -351,7 +338,7 @@ START_TEST(ignore_is_silent_and_keeps_errors) {
   capture_start();
   fp_executor *ex = new_pool(2);
   fp_task_manager *tm = new_tm(ex, FP_POLICY_IGNORE, 4);
-  counter c = {0, 20, 0};
+  counter c = {0, 20, 0, 0};
   fp_tm_map(tm, every_fifth_fails, count_up, &c, NULL);
   fp_task *t;
   int failures = 0;
@@ -378,7 +365,7 @@ START_TEST(monitor_lines_at_its_interval) {
   opt.monitor_interval = 0.1;
   fp_task_manager *tm;
   fp_tm_new(ex, &opt, &tm);
-  counter c = {0, 60, 0};
+  counter c = {0, 60, 0, 0};
   fp_tm_map(tm, task_sleep_ms, count_up, &c, NULL); /* item i sleeps i ms */
   ck_assert_int_eq(fp_tm_run(tm, LONG_WAIT), 0);
   fp_tm_free(tm);
@@ -407,7 +394,7 @@ START_TEST(progress_as_log_lines_when_not_a_terminal) {
   opt.total = 40;
   fp_task_manager *tm;
   fp_tm_new(ex, &opt, &tm);
-  counter c = {0, 40, 0};
+  counter c = {0, 40, 0, 0};
   fp_tm_map(tm, task_sleep_ms, count_up, &c, NULL);
   ck_assert_int_eq(fp_tm_run(tm, LONG_WAIT), 0);
   fp_tm_free(tm);
@@ -441,7 +428,7 @@ START_TEST(one_sigint_stops_the_run_quickly_and_the_handler_is_restored) {
   fp_task_manager *tm = interruptible_tm(ex);
   sigaction(SIGINT, NULL, &seen);
   ck_assert_ptr_ne((void *)(uintptr_t)seen.sa_handler, (void *)(uintptr_t)own_handler);
-  counter c = {0, -1, 0};
+  counter c = {0, -1, 0, 0};
   fp_tm_map(tm, task_sleep_ms, count_up, &c, NULL); /* endless; item i sleeps i ms */
   pthread_t self = pthread_self(), th;
   pthread_create(&th, NULL, interrupt_soon, &self);
@@ -474,7 +461,7 @@ START_TEST(a_second_sigint_exits_the_process) {
     close(survived[0]);
     fp_executor *ex = new_pool(2);
     fp_task_manager *tm = interruptible_tm(ex);
-    counter c = {0, -1, 0};
+    counter c = {0, -1, 0, 0};
     fp_tm_map(tm, task_sleep_ms, count_up, &c, NULL);
     raise(SIGINT);
     int rc = fp_tm_run(tm, LONG_WAIT);
@@ -516,7 +503,7 @@ static void *raise_sigint_in_task(void *arg) {
 START_TEST(sigint_in_a_worker_thread_stops_the_run_too) {
   fp_executor *ex = new_pool(2);
   fp_task_manager *tm = interruptible_tm(ex);
-  counter c = {0, -1, 0};
+  counter c = {0, -1, 0, 0};
   /* submitted first: what comes after an endless map never runs */
   fp_tm_submit(tm, raise_sigint_in_task, NULL, -1, NULL);
   fp_tm_map(tm, task_sleep_ms, count_up, &c, NULL);
@@ -529,7 +516,7 @@ END_TEST
 START_TEST(run_times_out_even_while_tasks_keep_completing) {
   fp_executor *ex = new_pool(2);
   fp_task_manager *tm = new_tm(ex, FP_POLICY_RAISE, 4);
-  counter c = {0, -1, 0};
+  counter c = {0, -1, 0, 0};
   fp_tm_map(tm, task_identity, count_up, &c, NULL);
   double t0 = now_s();
   ck_assert_int_eq(fp_tm_run(tm, 0.1), FP_ETIMEDOUT);
@@ -543,7 +530,7 @@ START_TEST(free_in_the_middle_does_not_hang) {
   for (int round = 0; round < 50; round++) {
     fp_executor *ex = new_pool(2);
     fp_task_manager *tm = new_tm(ex, FP_POLICY_RAISE, 6);
-    counter c = {0, -1, 0};
+    counter c = {0, -1, 0, 0};
     fp_tm_map(tm, task_sleep_ms, count_up, &c, NULL);
     fp_task *t;
     for (int i = 0; i < round % 5; i++) {
