@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ typedef struct worker {
 } worker;
 
 enum { WORKER_INBUF = 65536 };
+#define DISPATCHER_SPIN_S 50e-6
 
 typedef struct process_pool {
   fp_executor base;
@@ -570,7 +572,15 @@ static void *dispatcher_main(void *arg) {
       double left = next - fp__now();
       timeout = left <= 0 ? 0 : (int)(left * 1000) + 1;
     }
-    if (poll(fds, n, timeout) < 0) continue;
+    /* Spin a little before sleeping: a reply or a submit due within
+     * microseconds is then taken without a wake-up. */
+    int nready_fds = 0;
+    if (timeout != 0) {
+      double until = fp__now() + DISPATCHER_SPIN_S;
+      while ((nready_fds = poll(fds, n, 0)) == 0 && fp__now() < until)
+        sched_yield(); /* a thread with work on this core goes first */
+    }
+    if (nready_fds == 0 && poll(fds, n, timeout) < 0) continue;
     if (fds[0].revents) {
       char buf[256];
       while (read(p->wake[0], buf, sizeof buf) > 0) {
