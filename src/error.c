@@ -133,11 +133,15 @@ int fp_set_allocator(fp_malloc_fn malloc_fn, fp_calloc_fn calloc_fn, fp_realloc_
                      fp_free_fn free_fn) {
   if (!malloc_fn || !calloc_fn || !realloc_fn || !free_fn)
     return fp__einval("fp_set_allocator: all four functions are required");
+  fp__future_cache_flush(); /* cached futures go back where they came from */
   alloc = (allocator){malloc_fn, calloc_fn, realloc_fn, free_fn};
   return 0;
 }
 
-void fp_reset_allocator(void) { alloc = (allocator){malloc, calloc, realloc, free}; }
+void fp_reset_allocator(void) {
+  fp__future_cache_flush();
+  alloc = (allocator){malloc, calloc, realloc, free};
+}
 
 void *fp__malloc(size_t size) { return alloc.malloc_fn(size); }
 void *fp__calloc(size_t count, size_t size) { return alloc.calloc_fn(count, size); }

@@ -3,6 +3,7 @@
  * fp_cancel_requested). */
 #include "internal.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,9 +13,16 @@ typedef struct callback {
   struct callback *next;
 } callback;
 
+/* The state word: an fp_future_state, or COMPLETING while the thread that
+ * won the race to finish writes the outcome, plus the LISTENERS bit once a
+ * waiter or a callback is registered (under mu). Transitions are atomic:
+ * the mutex is taken only when someone listens, so a future nobody waits
+ * on is run and finished without a lock. */
+enum { ST_MASK = 7, ST_COMPLETING = 4, ST_LISTENERS = 8 };
+
 struct fp_future {
-  pthread_mutex_t mu;
-  atomic_int state;  /* fp_future_state; written under mu */
+  pthread_mutex_t mu; /* the waiter list and the callbacks */
+  atomic_uint state;
   atomic_int refs;
   atomic_bool cancel_requested;
   atomic_bool observed; /* the outcome was looked at */
@@ -45,14 +53,138 @@ bool fp__future_cancel_requested(const fp_future *f) {
   return atomic_load(&f->cancel_requested);
 }
 bool fp__future_failed(const fp_future *f) {
-  return atomic_load(&f->state) == FP_FINISHED && f->failed;
+  return (atomic_load(&f->state) & ST_MASK) == FP_FINISHED && f->failed;
 }
 
 /* ---- creation and references ---- */
 
+/* ---- a per-thread cache of free futures ----
+ * A thread keeps up to CACHE_MAX freed futures for its next allocations;
+ * beyond that it passes CACHE_BATCH of them to a shared depot, where a
+ * thread whose cache is empty takes a batch. So a steady stream of tasks
+ * allocates nothing, even when futures are made on one thread and freed on
+ * another. */
+enum { CACHE_BATCH = 64, CACHE_MAX = 2 * CACHE_BATCH, DEPOT_MAX = 64 };
+
+typedef struct future_cache {
+  fp_future *list; /* linked through next */
+  unsigned n;
+  unsigned generation; /* of the allocator the futures came from */
+  bool registered;     /* the thread-exit destructor knows it */
+} future_cache;
+
+static _Thread_local future_cache cache;
+static pthread_mutex_t depot_mu = PTHREAD_MUTEX_INITIALIZER;
+static fp_future *depot[DEPOT_MAX]; /* batches of CACHE_BATCH */
+static size_t depot_n;
+static atomic_uint cache_generation;
+static pthread_key_t cache_key;
+static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+
+static void free_list(fp_future *f) {
+  while (f) {
+    fp_future *next = f->next;
+    fp__free(f);
+    f = next;
+  }
+}
+
+/* Give the depot a batch; false if it is full. */
+static bool depot_put(fp_future *batch) {
+  pthread_mutex_lock(&depot_mu);
+  bool ok = depot_n < DEPOT_MAX;
+  if (ok) depot[depot_n++] = batch;
+  pthread_mutex_unlock(&depot_mu);
+  return ok;
+}
+
+static void cache_thread_exit(void *arg) {
+  future_cache *c = arg;
+  while (c->n >= CACHE_BATCH) { /* whole batches to the depot, the rest freed */
+    fp_future *batch = c->list, *last = batch;
+    for (unsigned i = 1; i < CACHE_BATCH; i++) last = last->next;
+    c->list = last->next;
+    last->next = NULL;
+    c->n -= CACHE_BATCH;
+    if (c->generation != atomic_load(&cache_generation) || !depot_put(batch)) free_list(batch);
+  }
+  free_list(c->list);
+  c->list = NULL;
+  c->n = 0;
+}
+
+static void make_cache_key(void) { pthread_key_create(&cache_key, cache_thread_exit); }
+
+/* Before a thread's cache first holds anything: have it emptied when the
+ * thread exits. False if that cannot be arranged (then nothing is kept). */
+static bool cache_register(future_cache *c) {
+  if (!c->registered) {
+    pthread_once(&cache_key_once, make_cache_key);
+    c->registered = pthread_setspecific(cache_key, c) == 0;
+  }
+  return c->registered;
+}
+
+void fp__future_cache_flush(void) {
+  cache_thread_exit(&cache);
+  pthread_mutex_lock(&depot_mu);
+  while (depot_n) free_list(depot[--depot_n]);
+  pthread_mutex_unlock(&depot_mu);
+  atomic_fetch_add(&cache_generation, 1);
+}
+
+static fp_future *cache_take(void) {
+  future_cache *c = &cache;
+  unsigned gen = atomic_load_explicit(&cache_generation, memory_order_relaxed);
+  if (c->generation != gen) { /* the allocator changed: nothing cached is ours */
+    free_list(c->list);
+    c->list = NULL;
+    c->n = 0;
+    c->generation = gen;
+  }
+  if (!c->list) {
+    if (!cache_register(c)) return NULL;
+    pthread_mutex_lock(&depot_mu);
+    if (depot_n) {
+      c->list = depot[--depot_n];
+      c->n = CACHE_BATCH;
+    }
+    pthread_mutex_unlock(&depot_mu);
+    if (!c->list) return NULL;
+  }
+  fp_future *f = c->list;
+  c->list = f->next;
+  c->n--;
+  return f;
+}
+
+static void cache_put(fp_future *f) {
+  future_cache *c = &cache;
+  if (c->generation != atomic_load_explicit(&cache_generation, memory_order_relaxed)) {
+    fp__free(f);
+    return;
+  }
+  if (!cache_register(c)) {
+    fp__free(f);
+    return;
+  }
+  f->next = c->list;
+  c->list = f;
+  if (++c->n < CACHE_MAX) return;
+  fp_future *batch = c->list, *last = batch; /* the newest batch goes */
+  for (unsigned i = 1; i < CACHE_BATCH; i++) last = last->next;
+  c->list = last->next;
+  last->next = NULL;
+  c->n -= CACHE_BATCH;
+  if (!depot_put(batch)) free_list(batch);
+}
+
 static fp_future *future_alloc(void) {
-  fp_future *f = fp__calloc(1, sizeof *f);
-  if (!f) return NULL;
+  fp_future *f = cache_take();
+  if (f)
+    memset(f, 0, sizeof *f);
+  else if (!(f = fp__calloc(1, sizeof *f)))
+    return NULL;
   pthread_mutex_init(&f->mu, NULL);
   atomic_init(&f->state, FP_PENDING);
   atomic_init(&f->refs, 1);
@@ -90,7 +222,7 @@ static void future_free(fp_future *f, bool run_destructors) {
     fp__free(c);
   }
   if (run_destructors) {
-    int state = atomic_load(&f->state);
+    unsigned state = atomic_load(&f->state) & ST_MASK;
     if (state == FP_FINISHED && f->failed && !atomic_load(&f->observed))
       fp_log(FP_LOG_WARNING,
              "future %llu (task %p, arg %p) failed and nobody retrieved its error: %s: %s",
@@ -103,7 +235,7 @@ static void future_free(fp_future *f, bool run_destructors) {
   fp__free(f->error_text);
   fp__free(f->raised_text);
   pthread_mutex_destroy(&f->mu);
-  fp__free(f);
+  cache_put(f);
 }
 
 void fp__future_discard(fp_future *f) { future_free(f, false); }
@@ -131,20 +263,28 @@ static bool present(const fp_future *f, const char *fn) {
   return f != NULL;
 }
 
-fp_future_state fp_future_get_state(const fp_future *f) {
-  return present(f, __func__) ? (fp_future_state)atomic_load(&f->state) : FP_PENDING;
+static unsigned st_value(unsigned s) {
+  s &= ST_MASK;
+  return s == ST_COMPLETING ? FP_RUNNING : s;
 }
 
-static bool is_done_state(int s) { return s == FP_FINISHED || s == FP_CANCELLED; }
+fp_future_state fp_future_get_state(const fp_future *f) {
+  return present(f, __func__) ? (fp_future_state)st_value(atomic_load(&f->state)) : FP_PENDING;
+}
+
+static bool is_done_state(unsigned s) {
+  s &= ST_MASK;
+  return s == FP_FINISHED || s == FP_CANCELLED;
+}
 
 bool fp_future_done(const fp_future *f) {
   return present(f, __func__) && is_done_state(atomic_load(&f->state));
 }
 bool fp_future_running(const fp_future *f) {
-  return present(f, __func__) && atomic_load(&f->state) == FP_RUNNING;
+  return present(f, __func__) && st_value(atomic_load(&f->state)) == FP_RUNNING;
 }
 bool fp_future_cancelled(const fp_future *f) {
-  return present(f, __func__) && atomic_load(&f->state) == FP_CANCELLED;
+  return present(f, __func__) && (atomic_load(&f->state) & ST_MASK) == FP_CANCELLED;
 }
 
 fp_fn fp_future_fn(const fp_future *f) { return present(f, __func__) ? f->fn : NULL; }
@@ -153,10 +293,9 @@ uint64_t fp_future_id(const fp_future *f) { return present(f, __func__) ? f->id 
 
 /* ---- completing ---- */
 
-/* Move f to a done state (mu held): wake every waiter and hand back the
- * callbacks for the caller to run once mu is released. */
-static callback *complete_locked(fp_future *f, int state) {
-  atomic_store(&f->state, state);
+/* f is done and had listeners (mu held): wake every waiter and hand back
+ * the callbacks for the caller to run once mu is released. */
+static callback *notify_locked(fp_future *f) {
   for (fp__wait_node *n = f->waiters; n; n = n->next) {
     fp__waiter *w = n->waiter;
     pthread_mutex_lock(&w->mu);
@@ -187,16 +326,37 @@ static void run_callbacks(fp_future *f, callback *cbs) {
   }
 }
 
+/* Publish a done state; tell the listeners, if any. */
+static void publish(fp_future *f, unsigned state) {
+  unsigned old = atomic_exchange(&f->state, state);
+  if (!(old & ST_LISTENERS)) return;
+  pthread_mutex_lock(&f->mu);
+  callback *cbs = notify_locked(f);
+  pthread_mutex_unlock(&f->mu);
+  run_callbacks(f, cbs);
+}
+
+/* Mark that a listener is about to be linked (mu held); false if f is done. */
+static bool listen_locked(fp_future *f) {
+  unsigned s = atomic_load(&f->state);
+  do
+    if (is_done_state(s)) return false;
+  while (!atomic_compare_exchange_weak(&f->state, &s, s | ST_LISTENERS));
+  return true;
+}
+
 /* Finish f with a result or an error (text owned, may be NULL for the
  * code's standard message). */
 static int finish(fp_future *f, void *result, bool failed, int code, char *text) {
-  pthread_mutex_lock(&f->mu);
-  if (is_done_state(atomic_load(&f->state))) {
-    pthread_mutex_unlock(&f->mu);
-    fp__free(text);
-    return fp__fail(FP_ESTATE, "future %llu is already done: its first outcome stays",
-                    (unsigned long long)f->id);
-  }
+  unsigned s = atomic_load(&f->state);
+  do {
+    unsigned v = s & ST_MASK;
+    if (v == FP_FINISHED || v == FP_CANCELLED || v == ST_COMPLETING) {
+      fp__free(text);
+      return fp__fail(FP_ESTATE, "future %llu is already done: its first outcome stays",
+                      (unsigned long long)f->id);
+    }
+  } while (!atomic_compare_exchange_weak(&f->state, &s, ST_COMPLETING | (s & ST_LISTENERS)));
   f->result = result;
   f->failed = failed;
   if (failed) {
@@ -204,9 +364,7 @@ static int finish(fp_future *f, void *result, bool failed, int code, char *text)
     f->error_text = text;
     f->error.message = text ? text : fp_strerror(f->error.code);
   }
-  callback *cbs = complete_locked(f, FP_FINISHED);
-  pthread_mutex_unlock(&f->mu);
-  run_callbacks(f, cbs);
+  publish(f, FP_FINISHED);
   return 0;
 }
 
@@ -239,11 +397,10 @@ void fp__future_fail_static(fp_future *f, int code, const char *message) {
 
 int fp_future_set_running(fp_future *f) {
   if (!f) return fp__einval("fp_future_set_running: future is NULL");
-  pthread_mutex_lock(&f->mu);
-  int state = atomic_load(&f->state);
-  if (state == FP_PENDING) atomic_store(&f->state, FP_RUNNING);
-  pthread_mutex_unlock(&f->mu);
-  if (state == FP_PENDING) return 0;
+  unsigned s = atomic_load(&f->state);
+  while ((s & ST_MASK) == FP_PENDING)
+    if (atomic_compare_exchange_weak(&f->state, &s, FP_RUNNING | (s & ST_LISTENERS))) return 0;
+  unsigned state = s & ST_MASK;
   if (state == FP_CANCELLED)
     return fp__fail(FP_ECANCELED, "future %llu was cancelled", (unsigned long long)f->id);
   return fp__fail(FP_ESTATE, "future %llu is not pending", (unsigned long long)f->id);
@@ -254,21 +411,21 @@ bool fp_future_cancel(fp_future *f) {
     fp__einval("fp_future_cancel: future is NULL");
     return false;
   }
-  pthread_mutex_lock(&f->mu);
-  int state = atomic_load(&f->state);
-  if (state != FP_PENDING) {
-    if (state == FP_RUNNING) atomic_store(&f->cancel_requested, true);
-    pthread_mutex_unlock(&f->mu);
+  unsigned s = atomic_load(&f->state);
+  while ((s & ST_MASK) == FP_PENDING) {
+    if (atomic_compare_exchange_weak(&f->state, &s, ST_COMPLETING | (s & ST_LISTENERS))) {
+      publish(f, FP_CANCELLED);
+      return true;
+    }
+  }
+  unsigned state = st_value(s);
+  if (state == FP_RUNNING) {
+    atomic_store(&f->cancel_requested, true);
     /* An executor that can stop a running task (a process pool kills its
      * worker) hears of it; a thread's task only sees fp_cancel_requested. */
-    if (state == FP_RUNNING && f->ex && f->ex->vt->cancel_running)
-      f->ex->vt->cancel_running(f->ex, f);
-    return state == FP_CANCELLED;
+    if (f->ex && f->ex->vt->cancel_running) f->ex->vt->cancel_running(f->ex, f);
   }
-  callback *cbs = complete_locked(f, FP_CANCELLED);
-  pthread_mutex_unlock(&f->mu);
-  run_callbacks(f, cbs);
-  return true;
+  return state == FP_CANCELLED;
 }
 
 /* ---- running a task ---- */
@@ -339,7 +496,7 @@ int fp_future_on_done(fp_future *f, fp_done_cb cb, void *userdata) {
   c->userdata = userdata;
   c->next = NULL;
   pthread_mutex_lock(&f->mu);
-  if (is_done_state(atomic_load(&f->state))) {
+  if (!listen_locked(f)) {
     pthread_mutex_unlock(&f->mu);
     fp__free(c);
     cb(f, userdata);
@@ -377,7 +534,7 @@ bool fp__waiter_add(fp__waiter *w, fp__wait_node *node, fp_future *f) {
   node->prev = NULL;
   node->ready_next = NULL;
   pthread_mutex_lock(&f->mu);
-  if (is_done_state(atomic_load(&f->state))) {
+  if (!listen_locked(f)) {
     pthread_mutex_unlock(&f->mu);
     node->linked = false;
     return false;
@@ -422,22 +579,75 @@ fp__wait_node *fp__waiter_pop(fp__waiter *w, const fp__deadline *d) {
 
 /* ---- waiting for one future ---- */
 
+static _Thread_local fp__helper *helper; /* set on a thread pool's workers */
+
+void fp__set_helper(fp__helper *h) { helper = h; }
+
+/* A task that ends within microseconds is seen without sleeping: a sleep
+ * and a wake-up cost tens of microseconds across cores. */
+static bool spin_until_done(fp_future *f) {
+  double until = 0;
+  for (unsigned i = 1;; i++) {
+    if (is_done_state(atomic_load_explicit(&f->state, memory_order_acquire))) return true;
+    fp__cpu_relax();
+    if (i % 64 == 0) {
+      double now = fp__now();
+      if (!until)
+        until = now + FP__WAIT_SPIN_S;
+      else if (now >= until)
+        return false;
+      sched_yield(); /* two spinners on one core would only wait for each other */
+    }
+  }
+}
+
+/* Sleep until f is done or the deadline passes; true if done. */
+static bool wait_sleeping(fp_future *f, const fp__deadline *d, int *rc) {
+  fp__waiter w;
+  if (fp__waiter_init(&w)) {
+    *rc = fp__fail(FP_ENOMEM, "fp_future_wait: out of resources");
+    return false;
+  }
+  fp__wait_node node;
+  bool done = true;
+  if (fp__waiter_add(&w, &node, f)) {
+    done = fp__waiter_pop(&w, d) != NULL;
+    fp__waiter_remove(&node);
+  }
+  fp__waiter_destroy(&w);
+  return done;
+}
+
+/* A worker waiting on a future of its own pool runs the pool's queued
+ * tasks meanwhile: the task it waits for may be one of them (fan-out and
+ * fan-in on a pool of one thread), and a blocked worker is a lost one.
+ * When nothing is queued it sleeps on the future a millisecond at a time,
+ * looking again for work in between. */
+static bool help_until_done(fp_future *f, const fp__deadline *d, int *rc) {
+  helper->depth++;
+  bool done;
+  while (!(done = is_done_state(atomic_load(&f->state)))) {
+    if (helper->depth <= FP__HELP_DEPTH_MAX && helper->run_one(helper)) continue;
+    if (fp__deadline_passed(d)) break;
+    double left = fp__deadline_remaining(d);
+    fp__deadline slice = fp__deadline_in(left < 0 || left > 1e-3 ? 1e-3 : left);
+    if (!wait_sleeping(f, &slice, rc) && *rc) break;
+  }
+  helper->depth--;
+  return done;
+}
+
 int fp_future_wait(fp_future *f, double timeout_s) {
   if (!f) return fp__einval("fp_future_wait: future is NULL");
   if (is_done_state(atomic_load(&f->state))) return 0;
   if (timeout_s == 0)
     return fp__fail(FP_ETIMEDOUT, "future %llu is not done", (unsigned long long)f->id);
   fp__deadline d = fp__deadline_in(timeout_s);
-  fp__waiter w;
-  if (fp__waiter_init(&w)) return fp__fail(FP_ENOMEM, "fp_future_wait: out of resources");
-  fp__wait_node node;
-  bool done = true;
-  if (fp__waiter_add(&w, &node, f)) {
-    done = fp__waiter_pop(&w, &d) != NULL;
-    fp__waiter_remove(&node);
-  }
-  fp__waiter_destroy(&w);
-  if (done) return 0;
+  int rc = 0;
+  bool helping = helper && f->ex && helper->ex == f->ex;
+  if (helping ? help_until_done(f, &d, &rc) : spin_until_done(f) || wait_sleeping(f, &d, &rc))
+    return 0;
+  if (rc) return rc;
   return fp__fail(FP_ETIMEDOUT, "future %llu not done within %g s", (unsigned long long)f->id,
                   timeout_s);
 }
@@ -448,7 +658,7 @@ int fp_future_result(fp_future *f, double timeout_s, void **out) {
   int rc = fp_future_wait(f, timeout_s);
   if (rc) return rc;
   atomic_store_explicit(&f->observed, true, memory_order_relaxed);
-  if (atomic_load(&f->state) == FP_CANCELLED)
+  if ((atomic_load(&f->state) & ST_MASK) == FP_CANCELLED)
     return fp__fail(FP_ECANCELED, "future %llu was cancelled", (unsigned long long)f->id);
   if (f->failed) return fp__fail(f->error.code, "%s", f->error.message);
   if (out) *out = f->result;
@@ -460,7 +670,7 @@ const fp_error *fp_future_error(fp_future *f) {
     fp__einval("fp_future_error: future is NULL");
     return NULL;
   }
-  if (atomic_load(&f->state) != FP_FINISHED) return NULL;
+  if ((atomic_load(&f->state) & ST_MASK) != FP_FINISHED) return NULL;
   atomic_store_explicit(&f->observed, true, memory_order_relaxed);
   return f->failed ? &f->error : NULL;
 }

@@ -96,6 +96,31 @@ fp_future **fp__future_next_link(fp_future *f);
  * looking at the error. */
 bool fp__future_failed(const fp_future *f);
 
+/* Return every cached free future to the allocator (before it changes). */
+void fp__future_cache_flush(void);
+
+/* A thread pool's worker, waiting on a future of its own pool, runs the
+ * pool's queued tasks meanwhile (future.c calls run_one; false when there
+ * is nothing to run). depth counts nested waits: past
+ * FP__HELP_DEPTH_MAX the worker only sleeps, so the stack stays bounded. */
+typedef struct fp__helper {
+  fp_executor *ex;
+  bool (*run_one)(struct fp__helper *h);
+  int depth;
+} fp__helper;
+void fp__set_helper(fp__helper *h); /* for the calling thread; NULL: none */
+enum { FP__HELP_DEPTH_MAX = 128 };
+
+/* How long a waiter spins before it sleeps, and a pause for spin loops. */
+#define FP__WAIT_SPIN_S 20e-6
+static inline void fp__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 /* ---- executors (executor.c) ---- */
 typedef struct fp__executor_vtable {
   const char *kind;

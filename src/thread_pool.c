@@ -1,104 +1,294 @@
-/* thread_pool.c - the thread pool executor: one FIFO queue under one mutex,
- * threads started lazily, an idle thread woken before a new one starts,
- * an optional bound on the queue. */
+/* thread_pool.c - the thread pool executor.
+ *
+ * Work lives in deques (deque.h). Submissions from outside the pool go to
+ * a shared one, pushed under a lock and taken by workers in batches
+ * without one. Each worker has two: its tasks' own submissions, which it
+ * runs newest first (a task's children before older work, which keeps
+ * fan-out/fan-in shallow), and an inbox for the batch it took from the
+ * shared deque, which everyone, itself included, takes oldest first, so
+ * outside submissions start in order and none waits behind a busy worker.
+ * An idle worker looks in its own deque, its inbox, the shared deque, then
+ * steals from the other workers. Having found nothing it spins a little, then sleeps;
+ * a submitter wakes one sleeper only when no worker is awake and looking.
+ * A worker that waits on a future of its own pool runs queued tasks
+ * meanwhile (fp__helper, future.c). Threads start lazily, one at a time,
+ * while the queue outgrows the threads not running a task. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "deque.h"
 
+#include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+enum {
+  DEQUE_CAPACITY = 256, /* first ring of each deque; they grow */
+  BATCH_MAX = 32,       /* most tasks a worker takes from the shared deque at once */
+};
+#define WORKER_SPIN_S 50e-6 /* how long an idle worker looks before it sleeps */
+
 typedef struct worker {
+  fp__deque dq;    /* its tasks' submissions: popped newest first by it */
+  fp__deque inbox; /* a batch of the shared deque: taken oldest first by all */
   struct thread_pool *pool;
   size_t index;
   pthread_t thread;
+  fp__helper helper;
+  /* Counted by this worker alone: plain read-modify-write, atomic reads. */
+  _Alignas(64) atomic_uint_fast64_t completed;
+  atomic_uint_fast64_t submitted; /* by its tasks, into dq */
+  unsigned rng;                   /* where to start stealing */
+  /* Sleeping (pool mu): */
+  pthread_cond_t cv;
+  bool asleep, woken;
 } worker;
 
 typedef struct thread_pool {
   fp_executor base;
-  pthread_mutex_t mu;
-  pthread_cond_t work_cv;  /* workers wait here for tasks */
+  fp__deque shared; /* from outside the pool; pushed under submit_mu */
+  pthread_mutex_t submit_mu;
   pthread_cond_t space_cv; /* submitters wait here for queue room */
-  pthread_cond_t exit_cv;  /* shutdown waits here for workers to exit */
-  fp_future *head, *tail;
-  size_t queued;
-  size_t capacity; /* 0: unbounded */
-  worker *workers; /* max_workers slots, the first `started` in use */
-  size_t started;  /* threads created */
-  size_t alive;    /* threads not yet exited */
-  size_t idle;     /* threads waiting on work_cv */
-  /* Threads not running a task (idle, starting, or returning from one).
-   * A submit starts a thread only when the queue outgrows them. */
-  atomic_size_t available;
-  size_t space_waiters;
-  bool shutting_down; /* under mu; base.shut_down mirrors it for fast checks */
-  bool broken;
+  atomic_int space_waiters;
+  size_t capacity; /* of the shared deque, 0: unbounded */
+  atomic_uint_fast64_t submitted; /* from outside, under submit_mu */
+
+  _Alignas(64) pthread_mutex_t mu; /* starting, sleeping, waking, exiting */
+  pthread_cond_t exit_cv;          /* shutdown waits here for workers to exit */
+  worker *workers;                 /* max_workers slots */
+  atomic_size_t started;           /* slots in use (release: a slot is ready) */
+  size_t alive;                    /* threads not yet exited (mu) */
+  atomic_int sleepers;             /* asleep and not yet woken */
+  atomic_int spinners;             /* idle, looking for work */
+  /* Threads not running a task (starting, idle, or returning from one);
+   * kept only while the pool may still start threads. */
+  atomic_int available;
+  atomic_bool shutting_down;
+  atomic_bool broken;
   char broken_message[256];
   int (*initializer)(void *arg);
   void *initializer_arg;
   char prefix[11];
-  uint64_t submitted;
-  atomic_uint_fast64_t completed;
 } thread_pool;
 
-static _Thread_local thread_pool *current_pool; /* the pool this worker serves */
+static _Thread_local worker *current_worker; /* the worker this thread is */
 
-static void queue_push(thread_pool *p, fp_future *f) {
-  *fp__future_next_link(f) = NULL;
-  if (p->tail)
-    *fp__future_next_link(p->tail) = f;
-  else
-    p->head = f;
-  p->tail = f;
-  p->queued++;
+static bool fully_started(thread_pool *p) {
+  return atomic_load_explicit(&p->started, memory_order_relaxed) >= (size_t)p->base.max_workers;
 }
 
-static fp_future *queue_pop(thread_pool *p) {
-  fp_future *f = p->head;
-  p->head = *fp__future_next_link(f);
-  if (!p->head) p->tail = NULL;
-  p->queued--;
+/* ---- finding work ---- */
+
+static bool any_work(thread_pool *p) {
+  if (fp__deque_size(&p->shared)) return true;
+  size_t n = atomic_load_explicit(&p->started, memory_order_acquire);
+  for (size_t i = 0; i < n; i++)
+    if (fp__deque_size(&p->workers[i].dq) || fp__deque_size(&p->workers[i].inbox)) return true;
+  return false;
+}
+
+static void space_freed(thread_pool *p) {
+  if (atomic_load(&p->space_waiters)) {
+    pthread_mutex_lock(&p->submit_mu);
+    pthread_cond_broadcast(&p->space_cv);
+    pthread_mutex_unlock(&p->submit_mu);
+  }
+}
+
+/* A batch of the shared deque: a share of it, so that the other workers
+ * get theirs, and one at a time when few are queued (long tasks). */
+static fp_future *take_shared(thread_pool *p, worker *w) {
+  if (fp__deque_size(&w->inbox)) return NULL; /* thieves are still at the last one */
+  int64_t queued = fp__deque_size(&p->shared);
+  if (!queued) return NULL;
+  size_t workers = atomic_load_explicit(&p->started, memory_order_relaxed);
+  size_t want = (size_t)queued / (2 * (workers ? workers : 1));
+  if (want < 1) want = 1;
+  if (want > BATCH_MAX) want = BATCH_MAX;
+  fp_future *batch[BATCH_MAX];
+  size_t n;
+  for (int tries = 0; !(n = fp__deque_steal_batch(&p->shared, batch, want)); tries++)
+    if (tries == 4 || !fp__deque_size(&p->shared)) return NULL;
+  space_freed(p);
+  /* The inbox has room for a batch whenever it is empty: it cannot fail. */
+  for (size_t i = 1; i < n; i++) fp__deque_push(&w->inbox, batch[i]);
+  return batch[0];
+}
+
+/* One task from another worker's inbox (inboxes: true) or own deque. */
+static fp_future *steal_from_others(thread_pool *p, worker *w, bool inboxes) {
+  size_t n = atomic_load_explicit(&p->started, memory_order_acquire);
+  size_t start = (w->rng = w->rng * 1103515245u + 12345u) % n;
+  for (size_t k = 0; k < n; k++) {
+    worker *v = &p->workers[(start + k) % n];
+    if (v == w) continue;
+    fp__deque *d = inboxes ? &v->inbox : &v->dq;
+    fp_future *f;
+    while (fp__deque_size(d))
+      if ((f = fp__deque_steal(d)) != NULL) return f;
+  }
+  return NULL;
+}
+
+/* Own work first, newest first; then outside submissions, oldest first
+ * (the inboxes hold older ones than the shared deque); then the other
+ * workers' own work. */
+static fp_future *find_work(thread_pool *p, worker *w) {
+  fp_future *f = fp__deque_pop(&w->dq);
+  while (!f && fp__deque_size(&w->inbox)) f = fp__deque_steal(&w->inbox);
+  if (!f) f = steal_from_others(p, w, true);
+  if (!f) f = take_shared(p, w);
+  if (!f) f = steal_from_others(p, w, false);
   return f;
 }
 
-/* Take the whole queue (mu held), to complete its futures after unlocking:
- * completing runs callbacks, which may call back into this pool. */
-static fp_future *queue_detach(thread_pool *p) {
-  fp_future *list = p->head;
-  p->head = p->tail = NULL;
-  p->queued = 0;
-  if (p->space_waiters) pthread_cond_broadcast(&p->space_cv);
-  return list;
+/* ---- sleeping and waking ---- */
+
+/* Wake one sleeping worker, if any is asleep and none is looking. */
+static void wake_one(thread_pool *p) {
+  if (atomic_load(&p->spinners) || !atomic_load(&p->sleepers)) return;
+  pthread_mutex_lock(&p->mu);
+  size_t n = atomic_load_explicit(&p->started, memory_order_relaxed);
+  for (size_t i = 0; i < n; i++) {
+    worker *w = &p->workers[i];
+    if (w->asleep && !w->woken) {
+      w->woken = true;
+      atomic_fetch_sub(&p->sleepers, 1);
+      pthread_cond_signal(&w->cv);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&p->mu);
 }
 
-/* Fail (code != 0) or cancel (code == 0) every future of a detached list. */
-static void settle_detached(fp_future *list, int code, const char *message) {
-  while (list) {
-    fp_future *next = *fp__future_next_link(list);
-    if (code)
-      fp__future_fail_static(list, code, message);
-    else
-      fp_future_cancel(list);
-    fp_future_release(list); /* the executor's reference */
-    list = next;
+static void wake_all(thread_pool *p) {
+  pthread_mutex_lock(&p->mu);
+  size_t n = atomic_load_explicit(&p->started, memory_order_relaxed);
+  for (size_t i = 0; i < n; i++) {
+    worker *w = &p->workers[i];
+    if (w->asleep && !w->woken) {
+      w->woken = true;
+      atomic_fetch_sub(&p->sleepers, 1);
+    }
+    pthread_cond_signal(&w->cv);
   }
+  pthread_mutex_unlock(&p->mu);
+}
+
+static bool stopping(thread_pool *p) {
+  return atomic_load_explicit(&p->shutting_down, memory_order_relaxed) ||
+         atomic_load_explicit(&p->broken, memory_order_relaxed);
+}
+
+/* Look for work a little while before sleeping: a submitter that comes
+ * back within microseconds finds a worker awake. */
+static fp_future *spin_for_work(thread_pool *p, worker *w) {
+  atomic_fetch_add(&p->spinners, 1);
+  fp_future *f = NULL;
+  double until = 0;
+  for (unsigned i = 1; !(f = find_work(p, w)) && !stopping(p); i++) {
+    fp__cpu_relax();
+    if (i % 16 == 0) {
+      double now = fp__now();
+      if (!until)
+        until = now + WORKER_SPIN_S;
+      else if (now >= until)
+        break;
+      sched_yield(); /* a submitter on this core goes first */
+    }
+  }
+  atomic_fetch_sub(&p->spinners, 1);
+  /* The last one looking found work: if more waits, another should look. */
+  if (f && any_work(p)) wake_one(p);
+  return f;
+}
+
+/* Sleep until woken; false if the pool is stopping and has no work. */
+static void sleep_until_woken(thread_pool *p, worker *w) {
+  pthread_mutex_lock(&p->mu);
+  w->asleep = true;
+  w->woken = false;
+  atomic_fetch_add(&p->sleepers, 1); /* seq_cst: against fp__deque_push */
+  if (!any_work(p) && !stopping(p))
+    while (!w->woken) pthread_cond_wait(&w->cv, &p->mu);
+  if (!w->woken) atomic_fetch_sub(&p->sleepers, 1);
+  w->asleep = false;
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- running tasks ---- */
+
+/* Counted before the outcome is published: a submit that follows a
+ * result sees this thread as free, and stats include the task. */
+static void task_returned(void *ctx, bool ran) {
+  worker *w = ctx;
+  if (!fully_started(w->pool)) atomic_fetch_add(&w->pool->available, 1);
+  if (ran)
+    atomic_store_explicit(&w->completed,
+                          atomic_load_explicit(&w->completed, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static void run_task(thread_pool *p, worker *w, fp_future *f) {
+  if (atomic_load_explicit(&p->broken, memory_order_relaxed)) {
+    fp__future_fail_static(f, FP_EBROKEN, p->broken_message);
+  } else if (atomic_load_explicit(&p->base.cancel_all, memory_order_relaxed)) {
+    fp_future_cancel(f); /* taken from the queue as shutdown cancelled it */
+  } else {
+    if (!fully_started(p)) atomic_fetch_sub(&p->available, 1);
+    fp__future_run(f, task_returned, w);
+  }
+  fp_future_release(f); /* the executor's reference */
+}
+
+static bool help_run_one(fp__helper *h) {
+  worker *w = (worker *)((char *)h - offsetof(worker, helper));
+  fp_future *f = find_work(w->pool, w);
+  if (!f) return false;
+  run_task(w->pool, w, f);
+  return true;
+}
+
+/* ---- breaking, draining ---- */
+
+/* Take every queued task (shutdown's cancel, a broken pool): the shared
+ * deque and every worker's, as a thief, so running workers may go on. */
+static void drain(thread_pool *p, int code, const char *message) {
+  size_t n = atomic_load_explicit(&p->started, memory_order_acquire);
+  for (size_t i = 0; i <= 2 * n; i++) {
+    fp__deque *d = i == 2 * n ? &p->shared : i % 2 ? &p->workers[i / 2].inbox : &p->workers[i / 2].dq;
+    fp_future *f;
+    while (fp__deque_size(d))
+      if ((f = fp__deque_steal(d)) != NULL) {
+        if (code)
+          fp__future_fail_static(f, code, message);
+        else
+          fp_future_cancel(f);
+        fp_future_release(f);
+      }
+  }
+  space_freed(p);
 }
 
 static void break_pool(thread_pool *p, int code) {
   pthread_mutex_lock(&p->mu);
-  fp_future *list = NULL;
-  if (!p->broken) {
-    p->broken = true;
+  bool first = !atomic_load(&p->broken);
+  if (first)
     snprintf(p->broken_message, sizeof p->broken_message,
              "a thread initializer failed (%s), the thread pool is not usable anymore",
              fp_err_name(code));
-    list = queue_detach(p);
-    pthread_cond_broadcast(&p->work_cv);
-  }
+  atomic_store(&p->broken, true);
   pthread_mutex_unlock(&p->mu);
+  if (!first) return;
   fp_log(FP_LOG_ERROR, "thread pool initializer failed with %d (%s): the pool is broken", code,
          fp_err_name(code));
-  settle_detached(list, FP_EBROKEN, p->broken_message);
+  drain(p, FP_EBROKEN, p->broken_message);
+  wake_all(p);
+  pthread_mutex_lock(&p->submit_mu);
+  pthread_cond_broadcast(&p->space_cv);
+  pthread_mutex_unlock(&p->submit_mu);
 }
+
+/* ---- workers ---- */
 
 static void name_thread(thread_pool *p, size_t index) {
 #ifdef __linux__
@@ -111,125 +301,190 @@ static void name_thread(thread_pool *p, size_t index) {
 #endif
 }
 
-/* Counted before the outcome is published: a submit that follows a
- * result sees this thread as free, and stats include the task. */
-static void task_returned(void *ctx, bool ran) {
-  thread_pool *p = ctx;
-  atomic_fetch_add(&p->available, 1);
-  if (ran) atomic_fetch_add_explicit(&p->completed, 1, memory_order_relaxed);
-}
-
 static void *worker_main(void *arg) {
   worker *w = arg;
   thread_pool *p = w->pool;
-  current_pool = p;
+  current_worker = w;
   name_thread(p, w->index);
   if (p->initializer) {
     int rc = p->initializer(p->initializer_arg);
     if (rc) break_pool(p, rc);
   }
-  pthread_mutex_lock(&p->mu);
+  w->helper = (fp__helper){&p->base, help_run_one, 0};
+  fp__set_helper(&w->helper);
   for (;;) {
-    while (!p->head && !p->shutting_down && !p->broken) {
-      p->idle++;
-      pthread_cond_wait(&p->work_cv, &p->mu);
-      p->idle--;
+    fp_future *f = find_work(p, w);
+    if (!f && !stopping(p)) f = spin_for_work(p, w);
+    if (f) {
+      run_task(p, w, f);
+      continue;
     }
-    if (!p->head || p->broken) break; /* shut down and drained, or broken */
-    fp_future *f = queue_pop(p);
-    atomic_fetch_sub(&p->available, 1);
-    if (p->space_waiters) pthread_cond_signal(&p->space_cv);
-    pthread_mutex_unlock(&p->mu);
-    fp__future_run(f, task_returned, p);
-    fp_future_release(f); /* the executor's reference */
-    pthread_mutex_lock(&p->mu);
+    if (atomic_load(&p->broken)) break;
+    if (atomic_load(&p->shutting_down)) {
+      if (!any_work(p)) break; /* shut down and drained */
+      continue;
+    }
+    sleep_until_woken(p, w);
   }
-  atomic_fetch_sub(&p->available, 1);
+  fp__set_helper(NULL);
+  current_worker = NULL;
+  if (!fully_started(p)) atomic_fetch_sub(&p->available, 1);
+  pthread_mutex_lock(&p->mu);
   p->alive--;
   pthread_cond_broadcast(&p->exit_cv);
   pthread_mutex_unlock(&p->mu);
-  current_pool = NULL;
   return NULL;
 }
 
 /* Start one more thread (mu held). */
 static int spawn(thread_pool *p) {
-  worker *w = &p->workers[p->started];
+  size_t i = atomic_load_explicit(&p->started, memory_order_relaxed);
+  worker *w = &p->workers[i];
+  memset(w, 0, sizeof *w);
   w->pool = p;
-  w->index = p->started;
+  w->index = i;
+  w->rng = (unsigned)i * 2654435761u + 1;
+  if (fp__deque_init(&w->dq, DEQUE_CAPACITY)) return ENOMEM;
+  if (fp__deque_init(&w->inbox, BATCH_MAX) || fp__cond_init(&w->cv)) {
+    fp__deque_destroy(&w->inbox);
+    fp__deque_destroy(&w->dq);
+    return ENOMEM;
+  }
   atomic_fetch_add(&p->available, 1);
+  atomic_store_explicit(&p->started, i + 1, memory_order_release); /* thieves may look */
   int rc = pthread_create(&w->thread, NULL, worker_main, w);
-  if (rc) {
+  if (rc) { /* nothing was pushed into its deque: only thieves read it */
     atomic_fetch_sub(&p->available, 1);
+    atomic_store_explicit(&p->started, i, memory_order_release);
+    pthread_cond_destroy(&w->cv);
+    fp__deque_destroy(&w->inbox);
+    fp__deque_destroy(&w->dq);
     return rc;
   }
-  p->started++;
   p->alive++;
+  return 0;
+}
+
+/* Before adding n tasks to d: one more thread if the queue would outgrow
+ * the threads free to take it. An error only if there is no thread at
+ * all, so that the submit fails before anything is queued. */
+static int grow(thread_pool *p, fp__deque *d, size_t n) {
+  if (fully_started(p)) return 0;
+  if (fp__deque_size(d) + (int64_t)n <= atomic_load(&p->available)) return 0;
+  pthread_mutex_lock(&p->mu);
+  int rc = 0;
+  if (!fully_started(p) && fp__deque_size(d) + (int64_t)n > atomic_load(&p->available)) {
+    rc = spawn(p);
+    if (rc && p->alive == 0) {
+      pthread_mutex_unlock(&p->mu);
+      return fp__fail(FP_ENOMEM, "cannot start a worker thread: %s", strerror(rc));
+    }
+    if (rc) fp_log(FP_LOG_WARNING, "cannot start another worker thread: %s", strerror(rc));
+    rc = 0;
+  }
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+/* ---- the executor interface ---- */
+
+static int refusal(thread_pool *p) {
+  if (atomic_load(&p->broken)) return fp__fail(FP_EBROKEN, "%s", p->broken_message);
+  if (atomic_load(&p->shutting_down))
+    return fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown");
+  return 0;
+}
+
+/* Push n futures into the shared deque (submit_mu held); on error none. */
+static int push_shared(thread_pool *p, fp_future **fs, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (fp__deque_push(&p->shared, fs[i])) {
+      while (i--) /* undo: the owner may pop what it pushed */
+        fp__deque_pop(&p->shared);
+      return fp__fail(FP_ENOMEM, "thread pool: no memory to queue a task");
+    }
+  atomic_store_explicit(&p->submitted,
+                        atomic_load_explicit(&p->submitted, memory_order_relaxed) + n,
+                        memory_order_relaxed);
   return 0;
 }
 
 static int pool_submit(fp_executor *ex, fp_future *f, double timeout_s) {
   thread_pool *p = (thread_pool *)ex;
-  fp__deadline d = fp__deadline_in(timeout_s);
-  pthread_mutex_lock(&p->mu);
+  worker *w = current_worker;
+  if (w && w->pool == p) { /* a task's own submission: no lock, no bound */
+    int rc = refusal(p);
+    if (!rc) rc = grow(p, &w->dq, 1);
+    if (rc) return rc;
+    if (fp__deque_push(&w->dq, f)) return fp__fail(FP_ENOMEM, "thread pool: no memory to queue a task");
+    atomic_store_explicit(&w->submitted,
+                          atomic_load_explicit(&w->submitted, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    wake_one(p);
+    return 0;
+  }
+  fp__deadline d = {{0, 0}, true};
+  bool timed = false;
+  pthread_mutex_lock(&p->submit_mu);
   for (;;) {
-    int rc = 0;
-    if (p->broken)
-      rc = fp__fail(FP_EBROKEN, "%s", p->broken_message);
-    else if (p->shutting_down)
-      rc = fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown");
-    else if (!p->capacity || p->queued < p->capacity)
-      break;
+    int rc = refusal(p);
+    if (!rc && (!p->capacity || (size_t)fp__deque_size(&p->shared) < p->capacity)) break;
+    if (!rc && !timed) {
+      d = fp__deadline_in(timeout_s);
+      timed = true;
+    }
+    if (rc)
+      ;
     else if (timeout_s == 0)
       rc = fp__fail(FP_EAGAIN, "the queue is full (%zu tasks)", p->capacity);
     else if (fp__deadline_passed(&d))
       rc = fp__fail(FP_ETIMEDOUT, "the queue stayed full (%zu tasks) for %g s", p->capacity,
                     timeout_s);
     if (rc) {
-      pthread_mutex_unlock(&p->mu);
+      pthread_mutex_unlock(&p->submit_mu);
       return rc;
     }
-    p->space_waiters++;
-    fp__cond_wait(&p->space_cv, &p->mu, &d);
-    p->space_waiters--;
+    atomic_fetch_add(&p->space_waiters, 1);
+    fp__cond_wait(&p->space_cv, &p->submit_mu, &d);
+    atomic_fetch_sub(&p->space_waiters, 1);
   }
-  queue_push(p, f);
-  p->submitted++;
-  if (p->idle) pthread_cond_signal(&p->work_cv);
-  if (p->queued > atomic_load(&p->available) && p->started < (size_t)p->base.max_workers) {
-    int rc = spawn(p);
-    if (rc && p->alive == 0) { /* nobody would ever run it */
-      p->head = p->tail = NULL;
-      p->queued = 0;
-      p->submitted--;
-      pthread_mutex_unlock(&p->mu);
-      return fp__fail(FP_ENOMEM, "cannot start a worker thread: %s", strerror(rc));
-    }
-    if (rc) fp_log(FP_LOG_WARNING, "cannot start another worker thread: %s", strerror(rc));
-  }
-  pthread_mutex_unlock(&p->mu);
+  int rc = grow(p, &p->shared, 1);
+  if (!rc) rc = push_shared(p, &f, 1);
+  pthread_mutex_unlock(&p->submit_mu);
+  if (rc) return rc;
+  wake_one(p);
+  return 0;
+}
+
+/* Many independent tasks in one go (fp_map): one lock, one wake-up. The
+ * queue bound does not apply: the map bounds its own window. */
+static int pool_submit_chunk(fp_executor *ex, fp_future **fs, size_t n) {
+  thread_pool *p = (thread_pool *)ex;
+  pthread_mutex_lock(&p->submit_mu);
+  int rc = refusal(p);
+  if (!rc) rc = grow(p, &p->shared, n);
+  if (!rc) rc = push_shared(p, fs, n);
+  pthread_mutex_unlock(&p->submit_mu);
+  if (rc) return rc;
+  wake_one(p);
   return 0;
 }
 
 static bool pool_is_own_thread(const fp_executor *ex) {
-  return current_pool == (const thread_pool *)ex;
+  return current_worker && current_worker->pool == (const thread_pool *)ex;
 }
 
 static int pool_shutdown(fp_executor *ex, bool wait, bool cancel_futures,
                          const fp__deadline *d) {
   thread_pool *p = (thread_pool *)ex;
-  pthread_mutex_lock(&p->mu);
-  p->shutting_down = true;
+  pthread_mutex_lock(&p->submit_mu); /* no push is half done */
+  atomic_store(&p->shutting_down, true);
   atomic_store(&p->base.shut_down, true);
-  fp_future *cancelled = NULL;
-  if (cancel_futures) {
-    atomic_store(&p->base.cancel_all, true);
-    cancelled = queue_detach(p);
-  }
-  pthread_cond_broadcast(&p->work_cv);
+  if (cancel_futures) atomic_store(&p->base.cancel_all, true);
   pthread_cond_broadcast(&p->space_cv);
-  pthread_mutex_unlock(&p->mu);
-  settle_detached(cancelled, 0, NULL);
+  pthread_mutex_unlock(&p->submit_mu);
+  if (cancel_futures) drain(p, 0, NULL);
+  wake_all(p);
   if (!wait) return 0;
 
   /* A task that shuts down its own pool cannot wait for its own thread. */
@@ -248,10 +503,17 @@ static int pool_shutdown(fp_executor *ex, bool wait, bool cancel_futures,
 
 static void pool_destroy(fp_executor *ex) {
   thread_pool *p = (thread_pool *)ex;
-  for (size_t i = 0; i < p->started; i++) pthread_join(p->workers[i].thread, NULL);
-  pthread_cond_destroy(&p->work_cv);
+  size_t n = atomic_load(&p->started);
+  for (size_t i = 0; i < n; i++) {
+    pthread_join(p->workers[i].thread, NULL);
+    pthread_cond_destroy(&p->workers[i].cv);
+    fp__deque_destroy(&p->workers[i].inbox);
+    fp__deque_destroy(&p->workers[i].dq);
+  }
+  fp__deque_destroy(&p->shared);
   pthread_cond_destroy(&p->space_cv);
   pthread_cond_destroy(&p->exit_cv);
+  pthread_mutex_destroy(&p->submit_mu);
   pthread_mutex_destroy(&p->mu);
   fp__free(p->workers);
   fp__free(p);
@@ -260,18 +522,25 @@ static void pool_destroy(fp_executor *ex) {
 static void pool_stats(const fp_executor *ex, fp_executor_stats *out) {
   thread_pool *p = (thread_pool *)ex;
   pthread_mutex_lock(&p->mu);
+  size_t n = atomic_load(&p->started);
   out->threads = p->alive;
-  out->idle = p->idle;
-  out->queued = p->queued;
-  out->submitted = p->submitted;
+  out->idle = (size_t)atomic_load(&p->sleepers) + (size_t)atomic_load(&p->spinners);
   pthread_mutex_unlock(&p->mu);
-  out->completed = atomic_load(&p->completed);
+  out->queued = (size_t)fp__deque_size(&p->shared);
+  out->submitted = atomic_load(&p->submitted);
+  out->completed = 0;
+  for (size_t i = 0; i < n; i++) {
+    out->queued += (size_t)fp__deque_size(&p->workers[i].dq);
+    out->queued += (size_t)fp__deque_size(&p->workers[i].inbox);
+    out->submitted += atomic_load(&p->workers[i].submitted);
+    out->completed += atomic_load(&p->workers[i].completed);
+  }
 }
 
 static const fp__executor_vtable thread_pool_vtable = {
     "thread pool", pool_submit, pool_shutdown, pool_is_own_thread,
     pool_destroy,  pool_stats,  NULL,          true,
-    NULL,
+    pool_submit_chunk,
 };
 
 void fp_thread_pool_options_init(fp_thread_pool_options *opt) {
@@ -299,13 +568,15 @@ int fp_thread_pool_new(const fp_thread_pool_options *opt, fp_executor **out) {
                       opt->queue_capacity);
   thread_pool *p = fp__calloc(1, sizeof *p);
   worker *workers = fp__calloc((size_t)opt->max_workers, sizeof *workers);
-  if (!p || !workers) {
+  if (!p || !workers || fp__deque_init(&p->shared, DEQUE_CAPACITY)) {
+    if (p && workers) fp__free(atomic_load(&p->shared.ring));
     fp__free(p);
     fp__free(workers);
     return fp__fail(FP_ENOMEM, "fp_thread_pool_new: out of memory");
   }
-  if (pthread_mutex_init(&p->mu, NULL) || fp__cond_init(&p->work_cv) ||
+  if (pthread_mutex_init(&p->mu, NULL) || pthread_mutex_init(&p->submit_mu, NULL) ||
       fp__cond_init(&p->space_cv) || fp__cond_init(&p->exit_cv)) {
+    fp__deque_destroy(&p->shared);
     fp__free(p);
     fp__free(workers);
     return fp__fail(FP_ENOMEM, "fp_thread_pool_new: out of resources");
@@ -317,8 +588,6 @@ int fp_thread_pool_new(const fp_thread_pool_options *opt, fp_executor **out) {
   p->initializer_arg = opt->initializer_arg;
   snprintf(p->prefix, sizeof p->prefix, "%s",
            opt->thread_name_prefix ? opt->thread_name_prefix : "fp");
-  atomic_init(&p->available, 0);
-  atomic_init(&p->completed, 0);
   *out = &p->base;
   return 0;
 }
