@@ -20,34 +20,48 @@ typedef struct callback {
  * on is run and finished without a lock. */
 enum { ST_MASK = 7, ST_COMPLETING = 4, ST_LISTENERS = 8 };
 
+/* A lock for the few instructions that link or unlink a listener: a word,
+ * not a pthread mutex, to keep a future in two cache lines. */
+typedef atomic_int spinlock;
+static void lock(spinlock *l) {
+  for (unsigned i = 1; atomic_exchange_explicit(l, 1, memory_order_acquire); i++) {
+    fp__cpu_relax();
+    if (i % 64 == 0) sched_yield();
+  }
+}
+static void unlock(spinlock *l) { atomic_store_explicit(l, 0, memory_order_release); }
+
 struct fp_future {
-  pthread_mutex_t mu; /* the waiter list and the callbacks */
+  spinlock mu; /* the waiter list and the callbacks */
   atomic_uint state;
   atomic_int refs;
   atomic_bool cancel_requested;
   atomic_bool observed; /* the outcome was looked at */
-  bool failed;       /* finished with an error */
-  fp_error error;    /* message points to error_text or a static string */
-  char *error_text;  /* owned */
+  bool failed;          /* finished with an error */
+  bool bytes;           /* arg and result are fp_bytes (fp_submit_bytes) */
+  fp_error error;       /* message points to error_text or a static string */
+  char *error_text;     /* owned */
   void *result;
   fp_fn fn;
   void *arg;
   fp_free_fn arg_free, result_free;
   fp__wait_node *waiters; /* mu */
-  callback *cb_head, *cb_tail; /* mu */
+  callback *callbacks;    /* mu; newest first */
   fp_executor *ex;
   uint64_t id;
-  bool bytes;      /* arg and result are fp_bytes (fp_submit_bytes) */
-  fp_future *next; /* executor queue link */
-  /* Written only by the thread running the task, through fp_raise. */
-  bool raised;
-  int raised_code;
-  char *raised_text;
+  fp_future *next; /* the free-future cache's link */
 };
+_Static_assert(sizeof(fp_future) <= 128, "a future fits in two cache lines");
 
-static _Thread_local fp_future *current_future;
+/* The task this thread runs, and what fp_raise said of it. */
+typedef struct running_task {
+  fp_future *f; /* NULL in a process pool's worker */
+  bool raised;
+  int code;
+  char *text;
+} running_task;
+static _Thread_local running_task *current_task;
 
-fp_future **fp__future_next_link(fp_future *f) { return &f->next; }
 bool fp__future_is_bytes(const fp_future *f) { return f->bytes; }
 bool fp__future_cancel_requested(const fp_future *f) {
   return atomic_load(&f->cancel_requested);
@@ -185,7 +199,7 @@ static fp_future *future_alloc(void) {
     memset(f, 0, sizeof *f);
   else if (!(f = fp__calloc(1, sizeof *f)))
     return NULL;
-  pthread_mutex_init(&f->mu, NULL);
+  atomic_init(&f->mu, 0);
   atomic_init(&f->state, FP_PENDING);
   atomic_init(&f->refs, 1);
   atomic_init(&f->cancel_requested, false);
@@ -217,7 +231,7 @@ fp_future *fp__future_new_task(fp_executor *ex, fp_fn fn, void *arg,
 }
 
 static void future_free(fp_future *f, bool run_destructors) {
-  for (callback *c = f->cb_head, *next; c; c = next) {
+  for (callback *c = f->callbacks, *next; c; c = next) {
     next = c->next;
     fp__free(c);
   }
@@ -233,8 +247,6 @@ static void future_free(fp_future *f, bool run_destructors) {
     if (f->arg_free) f->arg_free(f->arg);
   }
   fp__free(f->error_text);
-  fp__free(f->raised_text);
-  pthread_mutex_destroy(&f->mu);
   cache_put(f);
 }
 
@@ -312,8 +324,14 @@ static callback *notify_locked(fp_future *f) {
     n->linked = false;
   }
   f->waiters = NULL;
-  callback *cbs = f->cb_head;
-  f->cb_head = f->cb_tail = NULL;
+  callback *cbs = NULL, *c = f->callbacks; /* oldest first: reversed */
+  while (c) {
+    callback *next = c->next;
+    c->next = cbs;
+    cbs = c;
+    c = next;
+  }
+  f->callbacks = NULL;
   return cbs;
 }
 
@@ -330,9 +348,9 @@ static void run_callbacks(fp_future *f, callback *cbs) {
 static void publish(fp_future *f, unsigned state) {
   unsigned old = atomic_exchange(&f->state, state);
   if (!(old & ST_LISTENERS)) return;
-  pthread_mutex_lock(&f->mu);
+  lock(&f->mu);
   callback *cbs = notify_locked(f);
-  pthread_mutex_unlock(&f->mu);
+  unlock(&f->mu);
   run_callbacks(f, cbs);
 }
 
@@ -435,52 +453,51 @@ void fp__future_run(fp_future *f, fp__returned_fn returned, void *ctx) {
     if (returned) returned(ctx, false);
     return;
   }
-  fp_future *outer = current_future; /* a task may run another */
-  current_future = f;
+  running_task task = {f, false, 0, NULL};
+  running_task *outer = current_task; /* a task may run another (helping) */
+  current_task = &task;
   void *result = f->fn(f->arg);
-  current_future = outer;
+  current_task = outer;
   if (returned) returned(ctx, true);
-  if (f->raised) {
+  if (task.raised) {
     if (result && f->result_free) f->result_free(result);
-    char *text = f->raised_text;
-    f->raised_text = NULL;
-    finish(f, NULL, true, f->raised_code, text);
+    finish(f, NULL, true, task.code, task.text);
   } else {
     finish(f, result, false, 0, NULL);
   }
 }
 
 void *fp__call_task(fp_fn fn, void *arg, int *code, char **text) {
-  fp_future task = {.fn = fn, .arg = arg}; /* only what fp_raise touches */
-  fp_future *outer = current_future;
-  current_future = &task;
+  running_task task = {NULL, false, 0, NULL};
+  running_task *outer = current_task;
+  current_task = &task;
   void *result = fn(arg);
-  current_future = outer;
-  *code = task.raised ? task.raised_code : 0;
-  *text = task.raised_text;
+  current_task = outer;
+  *code = task.raised ? task.code : 0;
+  *text = task.text;
   return result;
 }
 
 void *fp_raise(int code, const char *fmt, ...) {
-  fp_future *f = current_future;
-  if (!f) {
+  running_task *t = current_task;
+  if (!t) {
     fp_log(FP_LOG_WARNING, "fp_raise called outside a task (code %d): ignored", code);
     return NULL;
   }
-  if (f->raised) return NULL; /* the first error is the cause: keep it */
-  f->raised = true;
-  f->raised_code = code ? code : FP_ETASK;
+  if (t->raised) return NULL; /* the first error is the cause: keep it */
+  t->raised = true;
+  t->code = code ? code : FP_ETASK;
   if (fmt) {
     va_list ap;
     va_start(ap, fmt);
-    f->raised_text = fp__vformat(fmt, ap);
+    t->text = fp__vformat(fmt, ap);
     va_end(ap);
   }
   return NULL;
 }
 
 bool fp_cancel_requested(void) {
-  fp_future *f = current_future;
+  fp_future *f = current_task ? current_task->f : NULL;
   if (!f) return false;
   if (atomic_load_explicit(&f->cancel_requested, memory_order_relaxed)) return true;
   return f->ex && atomic_load_explicit(&f->ex->cancel_all, memory_order_relaxed);
@@ -495,19 +512,16 @@ int fp_future_on_done(fp_future *f, fp_done_cb cb, void *userdata) {
   c->cb = cb;
   c->userdata = userdata;
   c->next = NULL;
-  pthread_mutex_lock(&f->mu);
+  lock(&f->mu);
   if (!listen_locked(f)) {
-    pthread_mutex_unlock(&f->mu);
+    unlock(&f->mu);
     fp__free(c);
     cb(f, userdata);
     return 0;
   }
-  if (f->cb_tail)
-    f->cb_tail->next = c;
-  else
-    f->cb_head = c;
-  f->cb_tail = c;
-  pthread_mutex_unlock(&f->mu);
+  c->next = f->callbacks;
+  f->callbacks = c;
+  unlock(&f->mu);
   return 0;
 }
 
@@ -533,9 +547,9 @@ bool fp__waiter_add(fp__waiter *w, fp__wait_node *node, fp_future *f) {
   node->waiter = w;
   node->prev = NULL;
   node->ready_next = NULL;
-  pthread_mutex_lock(&f->mu);
+  lock(&f->mu);
   if (!listen_locked(f)) {
-    pthread_mutex_unlock(&f->mu);
+    unlock(&f->mu);
     node->linked = false;
     return false;
   }
@@ -543,7 +557,7 @@ bool fp__waiter_add(fp__waiter *w, fp__wait_node *node, fp_future *f) {
   if (f->waiters) f->waiters->prev = node;
   f->waiters = node;
   node->linked = true;
-  pthread_mutex_unlock(&f->mu);
+  unlock(&f->mu);
   return true;
 }
 
@@ -551,7 +565,7 @@ void fp__waiter_remove(fp__wait_node *node) {
   fp_future *f = node->future;
   /* Taking the lock even when the node was unlinked waits out a completer
    * that may still be signalling this waiter. */
-  pthread_mutex_lock(&f->mu);
+  lock(&f->mu);
   if (node->linked) {
     if (node->prev)
       node->prev->next = node->next;
@@ -560,7 +574,7 @@ void fp__waiter_remove(fp__wait_node *node) {
     if (node->next) node->next->prev = node->prev;
     node->linked = false;
   }
-  pthread_mutex_unlock(&f->mu);
+  unlock(&f->mu);
 }
 
 fp__wait_node *fp__waiter_pop(fp__waiter *w, const fp__deadline *d) {

@@ -90,8 +90,6 @@ void fp__future_fail_static(fp_future *f, int code, const char *message);
 void *fp__call_task(fp_fn fn, void *arg, int *code, char **text);
 bool fp__future_is_bytes(const fp_future *f);
 bool fp__future_cancel_requested(const fp_future *f);
-/* Intrusive link for executors' queues. */
-fp_future **fp__future_next_link(fp_future *f);
 /* Finished with an error; unlike fp_future_error it does not count as
  * looking at the error. */
 bool fp__future_failed(const fp_future *f);
