@@ -375,11 +375,11 @@ typedef int (*fp_iter_fn)(void *state, void **item);
 
 typedef struct fp_map_options {
   /* Items read ahead of the consumer (submitted, not yet returned).
-   * 0 = default: 2 x the executor's max_workers x chunksize. */
+   * 0 = default: 2 x the executor's max_workers x chunksize, at least 64. */
   size_t buffersize;
   /* Items sent to a process pool's worker at once (>= 1, default 1);
-   * results still come one by one, in order. Thread pools take items one
-   * at a time whatever it says. */
+   * results still come one by one, in order. A thread pool runs each item
+   * as a task of its own whatever it says, and takes them many at a time. */
   int chunksize;
   double timeout_s;       /* from fp_map_new; negative = none (the default) */
   fp_free_fn item_free;   /* called on each item when its task is done with it */

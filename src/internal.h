@@ -136,6 +136,9 @@ typedef struct fp__executor_vtable {
   bool shares_memory;
   /* Enqueue n futures as one unit of work (may be NULL: one at a time). */
   int (*submit_chunk)(fp_executor *ex, fp_future **fs, size_t n);
+  /* Enqueue n independent futures at once, all or none, not waiting for
+   * room (may be NULL: one at a time). */
+  int (*submit_many)(fp_executor *ex, fp_future **fs, size_t n);
 } fp__executor_vtable;
 
 /* fp_submit_ex, with the future marked as carrying fp_bytes. */

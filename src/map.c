@@ -5,6 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The default window holds at least this many items: tiny tasks then go
+ * to the executor many at a time, and a window is a few hundred bytes. */
+enum { MIN_DEFAULT_BUFFER = 64 };
+
 struct fp_map {
   fp_executor *ex;
   fp_fn fn;
@@ -18,7 +22,10 @@ struct fp_map {
   char end_message[200];
   fp_future *last; /* holds the result handed out last (result_free) */
   bool timed_out;
-  fp_future **chunk; /* room for chunksize futures, for executors that batch */
+  /* Futures being made, to submit at once: a chunk (one unit of work, for
+   * a process pool), or many independent ones (a thread pool). */
+  fp_future **chunk;
+  int (*submit)(fp_executor *ex, fp_future **fs, size_t n);
 };
 
 void fp_map_options_init(fp_map_options *opt) {
@@ -61,7 +68,7 @@ static void fill_chunk(fp_map *m, size_t want) {
   if (!n) return;
   int rc = atomic_load(&m->ex->shut_down)
                ? fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown")
-               : m->ex->vt->submit_chunk(m->ex, m->chunk, n);
+               : m->submit(m->ex, m->chunk, n);
   if (rc) {
     for (size_t i = 0; i < n; i++) {
       if (m->opt.item_free) m->opt.item_free(fp_future_arg(m->chunk[i]));
@@ -81,9 +88,15 @@ static void fill(fp_map *m) {
   fp_task_options topt = {m->opt.item_free, m->opt.result_free};
   while (!m->end_code && m->count < m->opt.buffersize) {
     size_t room = m->opt.buffersize - m->count;
-    if (m->chunk) { /* whole chunks only: a trickle of 1-item chunks defeats them */
+    if (m->chunk && m->opt.chunksize > 1) { /* whole chunks only: a trickle of 1-item
+                                              * chunks defeats them */
       if (room < (size_t)m->opt.chunksize && m->count) return;
       fill_chunk(m, room < (size_t)m->opt.chunksize ? room : (size_t)m->opt.chunksize);
+      continue;
+    }
+    if (m->chunk) { /* many at once: refill when half the window is free */
+      if (room < m->opt.buffersize / 2 && m->count) return;
+      fill_chunk(m, room);
       continue;
     }
     void *item = NULL;
@@ -123,11 +136,17 @@ int fp_map_new(fp_executor *ex, fp_fn fn, fp_iter_fn next, void *state,
     return fp__einval("fp_map_new: chunksize must be 1 or more (got %d)", got);
   }
   size_t chunk = (size_t)m->opt.chunksize;
-  if (!m->opt.buffersize) m->opt.buffersize = 2 * (size_t)ex->max_workers * chunk;
+  if (!m->opt.buffersize) {
+    m->opt.buffersize = 2 * (size_t)ex->max_workers * chunk;
+    if (m->opt.buffersize < MIN_DEFAULT_BUFFER) m->opt.buffersize = MIN_DEFAULT_BUFFER;
+  }
   m->window = fp__malloc(m->opt.buffersize * sizeof *m->window);
-  if (chunk > 1 && ex->vt->submit_chunk) m->chunk = fp__malloc(chunk * sizeof *m->chunk);
-  if (!m->window || (chunk > 1 && ex->vt->submit_chunk && !m->chunk)) {
+  m->submit = chunk > 1 && ex->vt->submit_chunk ? ex->vt->submit_chunk : ex->vt->submit_many;
+  size_t batch = chunk > 1 ? chunk : m->opt.buffersize;
+  if (m->submit) m->chunk = fp__malloc(batch * sizeof *m->chunk);
+  if (!m->window || (m->submit && !m->chunk)) {
     fp__free(m->window);
+    fp__free(m->chunk);
     fp__free(m);
     return fp__fail(FP_ENOMEM, "fp_map_new: out of memory for a window of %zu",
                     opt ? opt->buffersize : 0);

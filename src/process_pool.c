@@ -719,7 +719,7 @@ static void pp_cancel_running(fp_executor *ex, fp_future *f) {
 static const fp__executor_vtable process_pool_vtable = {
     "process pool", pp_submit, pp_shutdown,      pp_is_own_thread,
     pp_destroy,     pp_stats,  pp_cancel_running, false,
-    pp_submit_chunk,
+    pp_submit_chunk, NULL,
 };
 
 static int kill_workers(fp_executor *ex, int sig, const char *fn) {

@@ -458,7 +458,7 @@ static int pool_submit(fp_executor *ex, fp_future *f, double timeout_s) {
 
 /* Many independent tasks in one go (fp_map): one lock, one wake-up. The
  * queue bound does not apply: the map bounds its own window. */
-static int pool_submit_chunk(fp_executor *ex, fp_future **fs, size_t n) {
+static int pool_submit_many(fp_executor *ex, fp_future **fs, size_t n) {
   thread_pool *p = (thread_pool *)ex;
   pthread_mutex_lock(&p->submit_mu);
   int rc = refusal(p);
@@ -540,7 +540,7 @@ static void pool_stats(const fp_executor *ex, fp_executor_stats *out) {
 static const fp__executor_vtable thread_pool_vtable = {
     "thread pool", pool_submit, pool_shutdown, pool_is_own_thread,
     pool_destroy,  pool_stats,  NULL,          true,
-    pool_submit_chunk,
+    NULL,          pool_submit_many,
 };
 
 void fp_thread_pool_options_init(fp_thread_pool_options *opt) {

@@ -1,0 +1,209 @@
+/* test_dispatch.c - what the thread pool's dispatch engine promises:
+ * fan-out/fan-in on any pool size (a worker waiting on its own pool's
+ * future runs queued tasks), outside submissions started in order, no
+ * allocation per task once warm, and no task lost when outside
+ * submitters, tasks' own submissions and stealing all race. */
+#include "helpers.h"
+
+#include <limits.h>
+
+static fp_executor *fib_pool;
+
+static long fib_serial(int n) { return n < 2 ? n : fib_serial(n - 1) + fib_serial(n - 2); }
+
+/* Each call above 4 submits fib(n-1) to its own pool and waits for it. */
+static void *fib_task(void *arg) {
+  int n = (int)(intptr_t)arg;
+  if (n <= 4) return (void *)(intptr_t)fib_serial(n);
+  fp_future *child;
+  ck_assert_int_eq(fp_submit(fib_pool, fib_task, (void *)(intptr_t)(n - 1), &child), 0);
+  long y = (long)(intptr_t)fib_task((void *)(intptr_t)(n - 2));
+  void *x;
+  ck_assert_int_eq(fp_future_result(child, LONG_WAIT, &x), 0);
+  fp_future_release(child);
+  return (void *)(intptr_t)((long)(intptr_t)x + y);
+}
+
+START_TEST(fan_out_fan_in_completes_on_any_pool_size) {
+  const int sizes[] = {1, 2, 3, 8};
+  for (int k = 0; k < 4; k++)
+    for (int round = 0; round < 5; round++) {
+      fib_pool = new_pool(sizes[k]);
+      fp_future *f;
+      ck_assert_int_eq(fp_submit(fib_pool, fib_task, (void *)(intptr_t)18, &f), 0);
+      void *r;
+      ck_assert_int_eq(fp_future_result(f, LONG_WAIT, &r), 0);
+      ck_assert_int_eq((long)(intptr_t)r, fib_serial(18));
+      fp_future_release(f);
+      ck_assert_int_eq(fp_executor_free(fib_pool), 0);
+    }
+}
+END_TEST
+
+/* A task on a pool of one waits for a future whose task is submitted
+ * from outside only later: the waiting worker must notice new work. */
+typedef struct later {
+  fp_executor *ex;
+  _Atomic(fp_future *) f;
+} later;
+
+static void *wait_for_later(void *arg) {
+  later *l = arg;
+  fp_future *f;
+  while (!(f = atomic_load(&l->f))) sleep_ms(1);
+  void *r;
+  ck_assert_int_eq(fp_future_result(f, LONG_WAIT, &r), 0);
+  return r;
+}
+
+START_TEST(a_waiting_worker_runs_work_submitted_later) {
+  later l = {new_pool(1), NULL};
+  fp_future *waiter, *f;
+  ck_assert_int_eq(fp_submit(l.ex, wait_for_later, &l, &waiter), 0);
+  sleep_ms(20); /* the worker is waiting for l.f to appear */
+  ck_assert_int_eq(fp_submit(l.ex, task_identity, (void *)7, &f), 0);
+  atomic_store(&l.f, f);
+  void *r;
+  ck_assert_int_eq(fp_future_result(waiter, LONG_WAIT, &r), 0);
+  ck_assert_ptr_eq(r, (void *)7);
+  fp_future_release(waiter);
+  fp_future_release(f);
+  fp_executor_free(l.ex);
+}
+END_TEST
+
+static atomic_int order_next;
+static int order_seen[2000];
+static void *record_order(void *arg) {
+  order_seen[atomic_fetch_add(&order_next, 1)] = (int)(intptr_t)arg;
+  return NULL;
+}
+
+START_TEST(outside_submissions_start_in_order_on_one_worker) {
+  for (int round = 0; round < 5; round++) {
+    atomic_store(&order_next, 0);
+    fp_executor *ex = new_pool(1);
+    fp_future *fs[2000];
+    for (int i = 0; i < 2000; i++)
+      ck_assert_int_eq(fp_submit(ex, record_order, (void *)(intptr_t)i, &fs[i]), 0);
+    for (int i = 0; i < 2000; i++) {
+      ck_assert_int_eq(fp_future_result(fs[i], LONG_WAIT, NULL), 0);
+      fp_future_release(fs[i]);
+    }
+    for (int i = 0; i < 2000; i++) ck_assert_int_eq(order_seen[i], i);
+    fp_executor_free(ex);
+  }
+}
+END_TEST
+
+/* With two workers, the first two tasks submitted are the first two to
+ * start, however many follow them. */
+START_TEST(the_oldest_tasks_start_first) {
+  for (int round = 0; round < 20; round++) {
+    gate g;
+    gate_init(&g);
+    fp_executor *ex = new_pool(2);
+    fp_future *held[2], *rest[200];
+    for (int i = 0; i < 2; i++) fp_submit(ex, task_wait_gate, &g, &held[i]);
+    for (int i = 0; i < 200; i++) fp_submit(ex, task_identity, NULL, &rest[i]);
+    ck_assert(gate_wait_arrived(&g, 2));
+    for (int i = 0; i < 200; i++) ck_assert(!fp_future_done(rest[i]));
+    gate_open(&g);
+    for (int i = 0; i < 2; i++) fp_future_release(held[i]);
+    for (int i = 0; i < 200; i++) {
+      ck_assert_int_eq(fp_future_result(rest[i], LONG_WAIT, NULL), 0);
+      fp_future_release(rest[i]);
+    }
+    fp_executor_free(ex);
+  }
+}
+END_TEST
+
+static atomic_long allocations;
+static void *counting_malloc(size_t n) {
+  atomic_fetch_add(&allocations, 1);
+  return malloc(n);
+}
+static void *counting_calloc(size_t c, size_t n) {
+  atomic_fetch_add(&allocations, 1);
+  return calloc(c, n);
+}
+static void *counting_realloc(void *p, size_t n) {
+  atomic_fetch_add(&allocations, 1);
+  return realloc(p, n);
+}
+
+START_TEST(no_allocation_per_task_once_warm) {
+  ck_assert_int_eq(fp_set_allocator(counting_malloc, counting_calloc, counting_realloc, free), 0);
+  fp_executor *ex = new_pool(2);
+  for (int phase = 0; phase < 2; phase++) {
+    atomic_store(&allocations, 0);
+    for (int i = 0; i < 5000; i++) { /* one at a time, and bursts of 32 */
+      fp_future *fs[32];
+      int n = i % 2 ? 32 : 1;
+      for (int k = 0; k < n; k++) ck_assert_int_eq(fp_submit(ex, task_identity, NULL, &fs[k]), 0);
+      for (int k = 0; k < n; k++) {
+        ck_assert_int_eq(fp_future_result(fs[k], LONG_WAIT, NULL), 0);
+        fp_future_release(fs[k]);
+      }
+    }
+  }
+  /* the second phase runs on what the first one left in the caches */
+  ck_assert_int_le(atomic_load(&allocations), 8);
+  fp_executor_free(ex);
+  fp_reset_allocator();
+}
+END_TEST
+
+/* Outside threads submit tasks that fan out; every result arrives. */
+enum { STRESS_THREADS = 4, STRESS_TASKS = 300 };
+static fp_executor *stress_pool;
+
+static void *sum_children(void *arg) {
+  intptr_t n = (intptr_t)arg;
+  fp_future *kids[4];
+  for (int k = 0; k < 4; k++)
+    ck_assert_int_eq(fp_submit(stress_pool, task_identity, (void *)(n + k), &kids[k]), 0);
+  intptr_t sum = 0;
+  for (int k = 0; k < 4; k++) {
+    void *r;
+    ck_assert_int_eq(fp_future_result(kids[k], LONG_WAIT, &r), 0);
+    sum += (intptr_t)r;
+    fp_future_release(kids[k]);
+  }
+  return (void *)sum;
+}
+
+static void *stress_submitter(void *arg) {
+  intptr_t base = (intptr_t)arg * 100000;
+  fp_future *fs[STRESS_TASKS];
+  for (int i = 0; i < STRESS_TASKS; i++)
+    ck_assert_int_eq(fp_submit(stress_pool, sum_children, (void *)(base + i), &fs[i]), 0);
+  for (int i = 0; i < STRESS_TASKS; i++) {
+    void *r;
+    ck_assert_int_eq(fp_future_result(fs[i], LONG_WAIT, &r), 0);
+    ck_assert_int_eq((intptr_t)r, 4 * (base + i) + 6);
+    fp_future_release(fs[i]);
+  }
+  return NULL;
+}
+
+START_TEST(racing_submitters_and_stealing_lose_nothing) {
+  for (int round = 0; round < 10; round++) {
+    stress_pool = new_pool(1 + round % 3);
+    pthread_t th[STRESS_THREADS];
+    for (intptr_t i = 0; i < STRESS_THREADS; i++)
+      pthread_create(&th[i], NULL, stress_submitter, (void *)i);
+    for (int i = 0; i < STRESS_THREADS; i++) pthread_join(th[i], NULL);
+    fp_executor_stats st;
+    fp_executor_get_stats(stress_pool, &st);
+    ck_assert_uint_eq(st.submitted, STRESS_THREADS * STRESS_TASKS * 5);
+    ck_assert_int_eq(fp_executor_free(stress_pool), 0);
+  }
+}
+END_TEST
+
+TEST_MAIN("dispatch", fan_out_fan_in_completes_on_any_pool_size,
+          a_waiting_worker_runs_work_submitted_later,
+          outside_submissions_start_in_order_on_one_worker, the_oldest_tasks_start_first,
+          no_allocation_per_task_once_warm, racing_submitters_and_stealing_lose_nothing)
