@@ -16,7 +16,6 @@
 #define _GNU_SOURCE
 #include "deque.h"
 
-#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +25,7 @@ enum {
   BATCH_MAX = 32,       /* most tasks a worker takes from the shared deque at once */
 };
 #define WORKER_SPIN_S 50e-6 /* how long an idle worker looks before it sleeps */
+enum { SPIN_PAUSE_MAX = 32 }; /* pauses between two looks, at most */
 
 typedef struct worker {
   fp__deque dq;    /* its tasks' submissions: popped newest first by it */
@@ -180,21 +180,18 @@ static bool stopping(thread_pool *p) {
 }
 
 /* Look for work a little while before sleeping: a submitter that comes
- * back within microseconds finds a worker awake. */
+ * back within microseconds finds a worker awake. The looks back off (up
+ * to ~1 us apart): each reads cache lines the submitters write, and a
+ * spinner polling them flat out slows every push. No sched_yield: it can
+ * hand the core away for a whole time slice (milliseconds). */
 static fp_future *spin_for_work(thread_pool *p, worker *w) {
   atomic_fetch_add(&p->spinners, 1);
   fp_future *f = NULL;
-  double until = 0;
-  for (unsigned i = 1; !(f = find_work(p, w)) && !stopping(p); i++) {
-    fp__cpu_relax();
-    if (i % 16 == 0) {
-      double now = fp__now();
-      if (!until)
-        until = now + WORKER_SPIN_S;
-      else if (now >= until)
-        break;
-      sched_yield(); /* a submitter on this core goes first */
-    }
+  double until = fp__now() + WORKER_SPIN_S;
+  for (unsigned i = 1, pause = 1; !(f = find_work(p, w)) && !stopping(p); i++) {
+    for (unsigned k = 0; k < pause; k++) fp__cpu_relax();
+    if (pause < SPIN_PAUSE_MAX) pause *= 2;
+    if (i % 8 == 0 && fp__now() >= until) break;
   }
   atomic_fetch_sub(&p->spinners, 1);
   /* The last one looking found work: if more waits, another should look. */
