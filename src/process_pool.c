@@ -23,6 +23,7 @@ typedef struct job {
   uint32_t kind;
   uint32_t count;
   uint32_t replied; /* items answered so far */
+  bool started;     /* its futures are running (sent once, and sent back) */
   fp_future *fs[];  /* each with the executor's reference */
 } job;
 
@@ -32,7 +33,11 @@ typedef struct worker {
   pid_t pid;
   int fd;
   worker_state state;
-  job *job;          /* BUSY, or DEAD with an unsettled job */
+  job *job;          /* BUSY, or DEAD with an unsettled job: the one running */
+  job *job_tail;     /* the last sent; jobs after the first wait in its socket */
+  int sent;          /* jobs sent and not yet answered */
+  double job_started; /* when the running job started */
+  double last_job_s;  /* how long the last finished job took; -1: none yet */
   double deadline;   /* BUSY with task_timeout */
   long jobs_done;
   bool eof, exited;  /* DEAD: seen EOF, and the fork server's report */
@@ -43,6 +48,14 @@ typedef struct worker {
 } worker;
 
 enum { WORKER_INBUF = 65536 };
+/* Jobs sent to a worker ahead of its replies: while it runs one, the next
+ * waits in its socket, so it never sleeps between two. Only where jobs are
+ * short (its last one and the one running, under PIPELINE_MAX_JOB_S), so
+ * that a job never waits long behind another while a worker is free; and
+ * only small value jobs (replies to one cannot fill the socket while the
+ * parent blocks sending the next). */
+enum { PIPELINE_DEPTH = 2, PIPELINE_MAX_ITEMS = 2048 };
+#define PIPELINE_MAX_JOB_S 1e-3
 #define DISPATCHER_SPIN_S 50e-6
 
 typedef struct process_pool {
@@ -105,6 +118,48 @@ static void settle_list(process_pool *p, job *list, int code, const char *msg) {
   }
 }
 
+/* Jobs sent to a worker that never started (it died or was killed while
+ * running the one before): back to the front of the queue, in order, or
+ * settled if the pool is broken or cancelling. */
+static void take_back(process_pool *p, job *list, int code, const char *msg) {
+  if (!list) return;
+  job *last = list;
+  size_t n = 1;
+  for (; last->next; last = last->next) n++;
+  pthread_mutex_lock(&p->mu);
+  bool keep = !code && !p->broken && !atomic_load(&p->base.cancel_all);
+  if (keep) {
+    last->next = p->head;
+    p->head = list;
+    if (!p->tail) p->tail = last;
+    p->queued += n;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (keep) return;
+  if (!code) {
+    code = p->broken ? FP_EBROKEN : FP_ECANCELED;
+    msg = p->broken ? p->broken_message : "cancelled by shutdown";
+  }
+  for (job *j = list, *next; j; j = next) {
+    next = j->next;
+    for (uint32_t i = 0; i < j->count; i++) settle_future(p, j->fs[i], code, msg);
+    fp__free(j);
+  }
+}
+
+/* Detach a worker's jobs: the running one is returned, the ones behind it
+ * are taken back (or settled with code, msg if code is not 0). */
+static job *detach_jobs(process_pool *p, worker *w, int code, const char *msg) {
+  job *running = w->job;
+  w->job = w->job_tail = NULL;
+  w->sent = 0;
+  if (!running) return NULL;
+  job *rest = running->next;
+  running->next = NULL;
+  take_back(p, rest, code, msg);
+  return running;
+}
+
 static job *detach_queue(process_pool *p) { /* mu held */
   job *list = p->head;
   p->head = p->tail = NULL;
@@ -149,8 +204,7 @@ static void bury(process_pool *p, worker *w) {
   if (w->job) {
     char msg[160];
     describe_death(w, msg, sizeof msg);
-    job *j = w->job;
-    w->job = NULL;
+    job *j = detach_jobs(p, w, 0, NULL);
     settle_job(p, j, FP_ECRASHED, msg);
     fp_log(FP_LOG_WARNING, "process pool: %s while running a task", msg);
     if (p->opt.break_on_crash) break_pool(p, msg);
@@ -168,11 +222,12 @@ static void mark_dead(worker *w) {
   w->fd = -1;
 }
 
-/* Kill a worker now and settle its job with (code, msg). */
-static void kill_worker(process_pool *p, worker *w, int sig, int code, const char *msg) {
+/* Kill a worker now and settle its running job with (code, msg); the jobs
+ * sent behind it go to another worker, or get (code, msg) too if `all`. */
+static void kill_worker(process_pool *p, worker *w, int sig, int code, const char *msg,
+                        bool all) {
   kill(w->pid, sig);
-  job *j = w->job;
-  w->job = NULL;
+  job *j = detach_jobs(p, w, all ? code : 0, msg);
   settle_job(p, j, code, msg);
   mark_dead(w);
 }
@@ -191,7 +246,7 @@ static void break_pool(process_pool *p, const char *why) {
   settle_list(p, queued, FP_EBROKEN, p->broken_message);
   for (size_t i = 0; i < p->nworkers; i++)
     if (p->workers[i].state != W_DEAD)
-      kill_worker(p, &p->workers[i], SIGKILL, FP_EBROKEN, p->broken_message);
+      kill_worker(p, &p->workers[i], SIGKILL, FP_EBROKEN, p->broken_message, true);
 }
 
 static worker *add_worker(process_pool *p, pid_t pid, int fd) {
@@ -210,6 +265,7 @@ static worker *add_worker(process_pool *p, pid_t pid, int fd) {
   w->pid = pid;
   w->fd = fd;
   w->state = W_STARTING;
+  w->last_job_s = -1;
   return w;
 }
 
@@ -360,14 +416,22 @@ static bool read_one_reply(process_pool *p, worker *w) {
   if (rc < 0) {
     kill_worker(p, w, SIGKILL, FP_ECRASHED,
                 rc == -2 ? "the worker's reply could not be read (corrupt), worker killed"
-                         : "no memory to read the worker's reply, worker killed");
+                         : "no memory to read the worker's reply, worker killed",
+                false);
     return false;
   }
   if (p->opt.task_timeout > 0) w->deadline = fp__now() + p->opt.task_timeout;
   if (w->job->replied < w->job->count) return true;
-  fp__free(w->job);
-  w->job = NULL;
+  job *done = w->job;
+  w->job = done->next;
+  if (!w->job) w->job_tail = NULL;
+  w->sent--;
+  fp__free(done);
   w->jobs_done++;
+  double now = fp__now();
+  w->last_job_s = now - w->job_started;
+  w->job_started = now;
+  if (w->job) return true; /* the next one runs already */
   bool retiring = p->opt.max_tasks_per_child && w->jobs_done >= p->opt.max_tasks_per_child;
   if (retiring) /* it exits by itself: nothing to settle */
     mark_dead(w);
@@ -409,6 +473,8 @@ static int send_job(int fd, job *j) {
 /* Start the job's futures; drop the cancelled ones. Returns false if none
  * is left to run. */
 static bool start_job(job *j) {
+  if (j->started) return true; /* sent before, to a worker that died first */
+  j->started = true;
   uint32_t kept = 0;
   for (uint32_t i = 0; i < j->count; i++) {
     if (fp_future_set_running(j->fs[i]) == 0) {
@@ -421,33 +487,70 @@ static bool start_job(job *j) {
   return kept > 0;
 }
 
-static void assign_jobs(process_pool *p) {
-  for (size_t i = 0; i < p->nworkers; i++) {
-    worker *w = &p->workers[i];
-    if (w->state != W_IDLE) continue;
-    job *j = NULL;
-    while (!j) {
-      pthread_mutex_lock(&p->mu);
-      j = p->head;
-      if (j) {
-        p->head = j->next;
-        if (!p->head) p->tail = NULL;
-        p->queued--;
-      }
-      pthread_mutex_unlock(&p->mu);
-      if (!j) return;
-      if (!start_job(j)) {
-        fp__free(j);
-        j = NULL;
-      }
+/* Can w take j now: idle, or busy and j may wait in its socket. */
+static bool can_take(process_pool *p, const worker *w, const job *head) {
+  if (w->state == W_IDLE) return true;
+  if (w->state != W_BUSY || w->sent >= PIPELINE_DEPTH) return false;
+  if (p->opt.max_tasks_per_child && w->jobs_done + w->sent >= p->opt.max_tasks_per_child)
+    return false; /* it exits after the ones it has */
+  if (w->last_job_s < 0 || w->last_job_s > PIPELINE_MAX_JOB_S ||
+      fp__now() - w->job_started > PIPELINE_MAX_JOB_S)
+    return false; /* long jobs: the next waits for a free worker */
+  return head->kind == JOB_VALUE && head->count <= PIPELINE_MAX_ITEMS &&
+         w->job_tail->kind == JOB_VALUE && w->job_tail->count <= PIPELINE_MAX_ITEMS;
+}
+
+/* The next job to run, its futures started; NULL if none. */
+static job *next_job(process_pool *p, const worker *w) {
+  for (;;) {
+    pthread_mutex_lock(&p->mu);
+    job *j = p->head;
+    if (j && can_take(p, w, j)) {
+      p->head = j->next;
+      if (!p->head) p->tail = NULL;
+      p->queued--;
+      j->next = NULL;
+    } else {
+      j = NULL;
     }
-    w->job = j;
-    w->state = W_BUSY;
-    w->deadline = p->opt.task_timeout > 0 ? fp__now() + p->opt.task_timeout : 0;
-    if (send_job(w->fd, j)) { /* dead before it could read: named once its status is in */
-      mark_dead(w);
-    }
+    pthread_mutex_unlock(&p->mu);
+    if (!j || start_job(j)) return j;
+    fp__free(j); /* every item was cancelled while queued */
   }
+}
+
+static void give(process_pool *p, worker *w, job *j) {
+  if (w->job_tail)
+    w->job_tail->next = j;
+  else
+    w->job = j;
+  w->job_tail = j;
+  w->sent++;
+  if (w->state == W_IDLE) {
+    w->state = W_BUSY;
+    w->job_started = fp__now();
+    w->deadline = p->opt.task_timeout > 0 ? w->job_started + p->opt.task_timeout : 0;
+  }
+  /* A worker that died cannot be sent to. It is not marked dead here: its
+   * socket may still hold replies to the jobs before this one, and its
+   * EOF, read after them, says it died. */
+  (void)send_job(w->fd, j);
+}
+
+/* Idle workers first, one job each; then a second job behind each busy
+ * one, so that none sleeps between two. */
+static void assign_jobs(process_pool *p) {
+  for (int pass = 0; pass < 2; pass++)
+    for (size_t i = 0; i < p->nworkers; i++) {
+      worker *w = &p->workers[i];
+      if (w->state != (pass ? W_BUSY : W_IDLE)) continue;
+      job *j = next_job(p, w);
+      if (!j) {
+        if (pass) return;
+        break;
+      }
+      give(p, w, j);
+    }
 }
 
 static void spawn_more(process_pool *p) {
@@ -476,15 +579,16 @@ static void check_workers(process_pool *p, int kill_signal, bool cancel_check) {
   for (size_t i = 0; i < p->nworkers; i++) {
     worker *w = &p->workers[i];
     if (w->state == W_BUSY && kill_signal) {
-      kill_worker(p, w, kill_signal, FP_ECANCELED, "killed by fp_process_pool_kill_workers");
+      kill_worker(p, w, kill_signal, FP_ECANCELED, "killed by fp_process_pool_kill_workers", true);
     } else if (w->state == W_BUSY && w->deadline && now >= w->deadline) {
       char msg[128];
       snprintf(msg, sizeof msg, "task exceeded its timeout of %g s: worker %d was killed",
                p->opt.task_timeout, (int)w->pid);
-      kill_worker(p, w, SIGKILL, FP_ETIMEDOUT, msg);
+      kill_worker(p, w, SIGKILL, FP_ETIMEDOUT, msg, false);
     } else if (w->state == W_BUSY && cancel_check &&
                fp__future_cancel_requested(w->job->fs[w->job->replied])) {
-      kill_worker(p, w, SIGKILL, FP_ECANCELED, "cancelled while running: its worker was killed");
+      kill_worker(p, w, SIGKILL, FP_ECANCELED, "cancelled while running: its worker was killed",
+                  false);
     } else if (kill_signal && w->state != W_DEAD) {
       kill(w->pid, kill_signal);
       mark_dead(w);
@@ -602,7 +706,10 @@ static void *dispatcher_main(void *arg) {
    * control socket (the fork server exits, taking what is left with it). */
   for (size_t i = 0; i < p->nworkers; i++) {
     if (p->workers[i].fd >= 0) close(p->workers[i].fd);
-    settle_job(p, p->workers[i].job, FP_ECANCELED, "the process pool shut down");
+    for (job *j = p->workers[i].job, *next; j; j = next) {
+      next = j->next;
+      settle_job(p, j, FP_ECANCELED, "the process pool shut down");
+    }
     fp__free(p->workers[i].in);
   }
   p->nworkers = 0;
@@ -626,6 +733,7 @@ static int pp_submit_chunk(fp_executor *ex, fp_future **fs, size_t n) {
   j->kind = fp__future_is_bytes(fs[0]) ? JOB_BYTES : JOB_VALUE;
   j->count = (uint32_t)n;
   j->replied = 0;
+  j->started = false;
   memcpy(j->fs, fs, n * sizeof *fs);
   pthread_mutex_lock(&p->mu);
   int rc = 0;

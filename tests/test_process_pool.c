@@ -306,6 +306,78 @@ START_TEST(terminate_workers_stops_everything_now) {
 }
 END_TEST
 
+/* Pipelining: a busy worker running short jobs gets the next one sent
+ * ahead. When it crashes, times out or is cancelled, what was sent behind
+ * runs on another worker: nothing is lost or blamed. */
+static void *sleep_then_segv(void *arg) {
+  (void)arg;
+  sleep_ms(5);
+  raise(SIGSEGV);
+  return NULL;
+}
+
+START_TEST(jobs_sent_ahead_survive_what_happens_before_them) {
+  fp_process_pool_options opt;
+  fp_process_pool_options_init(&opt);
+  opt.max_workers = 1;
+  opt.task_timeout = 2;
+  fp_executor *ex;
+  ck_assert_int_eq(fp_process_pool_new(&opt, &ex), 0);
+  for (int round = 0; round < 30; round++) {
+    fp_future *warm, *bad, *behind[3];
+    fp_submit(ex, square, (void *)2, &warm); /* a short last job: pipelining on */
+    ck_assert_int_eq(value_of(warm), 4);
+    int what = round % 3;
+    fp_submit(ex, what == 0 ? sleep_then_segv : spin_forever, NULL, &bad);
+    for (intptr_t i = 0; i < 3; i++) fp_submit(ex, square, (void *)(i + 3), &behind[i]);
+    if (what == 2) { /* cancel the running one */
+      double end = now_s() + LONG_WAIT;
+      while (!fp_future_running(bad) && now_s() < end) sleep_ms(1);
+      fp_future_cancel(bad);
+    }
+    int rc = fp_future_result(bad, LONG_WAIT, NULL);
+    ck_assert_int_eq(rc, what == 0 ? FP_ECRASHED : what == 1 ? FP_ETIMEDOUT : FP_ECANCELED);
+    for (intptr_t i = 0; i < 3; i++) {
+      ck_assert_int_eq(value_of(behind[i]), (i + 3) * (i + 3));
+      fp_future_release(behind[i]);
+    }
+    fp_future_release(warm);
+    fp_future_release(bad);
+    if (what == 1) round += 3; /* a timeout costs 2 s: fewer of them */
+  }
+  fp_executor_free(ex);
+}
+END_TEST
+
+/* A job is never sent to wait behind a long one: with one worker busy for
+ * long, short tasks run on the other as they come. */
+START_TEST(short_tasks_do_not_wait_behind_a_long_one) {
+  fp_executor *ex = new_pp(2);
+  fp_future *warm[4];
+  for (int i = 0; i < 4; i++) fp_submit(ex, square, (void *)1, &warm[i]);
+  for (int i = 0; i < 4; i++) {
+    value_of(warm[i]);
+    fp_future_release(warm[i]);
+  }
+  fp_future *slow;
+  fp_submit(ex, spin_forever, NULL, &slow);
+  double end = now_s() + LONG_WAIT;
+  while (!fp_future_running(slow) && now_s() < end) sleep_ms(1);
+  sleep_ms(10);
+  fp_future *fs[50];
+  for (intptr_t i = 0; i < 50; i++) fp_submit(ex, square, (void *)i, &fs[i]);
+  for (intptr_t i = 0; i < 50; i++) {
+    ck_assert_int_eq(value_of(fs[i]), i * i);
+    fp_future_release(fs[i]);
+  }
+  ck_assert(fp_future_running(slow));
+  fp_future_cancel(slow);
+  ck_assert_int_eq(fp_future_result(slow, LONG_WAIT, NULL), FP_ECANCELED);
+  fp_future_release(slow);
+  fp_executor_free(ex);
+}
+END_TEST
+
 START_TEST(max_tasks_per_child_replaces_workers) {
   fp_process_pool_options opt;
   fp_process_pool_options_init(&opt);
@@ -670,7 +742,8 @@ TEST_MAIN("process_pool", values_cross_and_run_in_other_processes, bytes_cross_b
           a_task_past_its_timeout_is_killed_and_replaced, task_timeout_is_per_item_in_a_chunk,
           cancelling_a_running_task_kills_its_worker,
           kill_workers_stops_everything_now, terminate_workers_stops_everything_now,
-          max_tasks_per_child_replaces_workers,
+          jobs_sent_ahead_survive_what_happens_before_them,
+          short_tasks_do_not_wait_behind_a_long_one, max_tasks_per_child_replaces_workers,
           initializer_runs_in_each_worker_and_its_failure_breaks, memory_limit_bounds_each_worker,
           worker_dies_while_reading_the_task, worker_dies_while_writing_its_result,
           parent_cannot_read_the_result, task_cannot_be_sent_to_a_dead_worker,
