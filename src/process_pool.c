@@ -431,7 +431,14 @@ static bool read_one_reply(process_pool *p, worker *w) {
   double now = fp__now();
   w->last_job_s = now - w->job_started;
   w->job_started = now;
-  if (w->job) return true; /* the next one runs already */
+  if (w->job) { /* the next one, sent ahead, runs already */
+    if (fp__future_cancel_requested(w->job->fs[0])) { /* cancelled while it waited */
+      kill_worker(p, w, SIGKILL, FP_ECANCELED, "cancelled while running: its worker was killed",
+                  false);
+      return false;
+    }
+    return true;
+  }
   bool retiring = p->opt.max_tasks_per_child && w->jobs_done >= p->opt.max_tasks_per_child;
   if (retiring) /* it exits by itself: nothing to settle */
     mark_dead(w);

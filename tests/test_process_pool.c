@@ -349,6 +349,28 @@ START_TEST(jobs_sent_ahead_survive_what_happens_before_them) {
 }
 END_TEST
 
+/* A job sent ahead and cancelled while it waits never gives a result. */
+START_TEST(a_job_sent_ahead_can_still_be_cancelled) {
+  fp_executor *ex = new_pp(1);
+  for (int round = 0; round < 10; round++) {
+    fp_future *warm, *first, *ahead;
+    fp_submit(ex, square, (void *)2, &warm);
+    ck_assert_int_eq(value_of(warm), 4);
+    fp_submit(ex, sleep_50ms, (void *)3, &first);
+    fp_submit(ex, square, (void *)3, &ahead); /* sent ahead, as a rule, at once */
+    sleep_ms(5);
+    ck_assert(!fp_future_done(first));
+    fp_future_cancel(ahead);
+    ck_assert_int_eq(fp_future_result(ahead, LONG_WAIT, NULL), FP_ECANCELED);
+    ck_assert_int_eq(value_of(first), 3);
+    fp_future_release(warm);
+    fp_future_release(first);
+    fp_future_release(ahead);
+  }
+  fp_executor_free(ex);
+}
+END_TEST
+
 /* A job is never sent to wait behind a long one: with one worker busy for
  * long, short tasks run on the other as they come. */
 START_TEST(short_tasks_do_not_wait_behind_a_long_one) {
@@ -743,7 +765,7 @@ TEST_MAIN("process_pool", values_cross_and_run_in_other_processes, bytes_cross_b
           cancelling_a_running_task_kills_its_worker,
           kill_workers_stops_everything_now, terminate_workers_stops_everything_now,
           jobs_sent_ahead_survive_what_happens_before_them,
-          short_tasks_do_not_wait_behind_a_long_one, max_tasks_per_child_replaces_workers,
+          a_job_sent_ahead_can_still_be_cancelled, short_tasks_do_not_wait_behind_a_long_one, max_tasks_per_child_replaces_workers,
           initializer_runs_in_each_worker_and_its_failure_breaks, memory_limit_bounds_each_worker,
           worker_dies_while_reading_the_task, worker_dies_while_writing_its_result,
           parent_cannot_read_the_result, task_cannot_be_sent_to_a_dead_worker,
