@@ -23,6 +23,7 @@
 enum {
   DEQUE_CAPACITY = 256, /* first ring of each deque; they grow */
   BATCH_MAX = 32,       /* most tasks a worker takes from the shared deque at once */
+  BATCH_BACKLOG = 256,  /* queued per worker before it takes more than one */
 };
 #define WORKER_SPIN_S 50e-6 /* how long an idle worker looks before it sleeps */
 enum { SPIN_PAUSE_MAX = 32 }; /* pauses between two looks, at most */
@@ -59,6 +60,7 @@ typedef struct thread_pool {
   size_t alive;                    /* threads not yet exited (mu) */
   atomic_int sleepers;             /* asleep and not yet woken */
   atomic_int spinners;             /* idle, looking for work */
+  atomic_int moving;               /* batches between the shared deque and an inbox */
   /* Threads not running a task (starting, idle, or returning from one);
    * kept only while the pool may still start threads. */
   atomic_int available;
@@ -94,23 +96,28 @@ static void space_freed(thread_pool *p) {
   }
 }
 
-/* A batch of the shared deque: a share of it, so that the other workers
- * get theirs, and one at a time when few are queued (long tasks). */
+/* From the shared deque: one task, or a batch of them when the backlog is
+ * deep (a share of it, so that the other workers get theirs). One at a
+ * time keeps the start order strict: each take is ordered by the CAS on
+ * the deque's top. A batch saves CASes where order among hundreds of
+ * queued tasks matters least; two batches may then start out of order. */
 static fp_future *take_shared(thread_pool *p, worker *w) {
-  if (fp__deque_size(&w->inbox)) return NULL; /* thieves are still at the last one */
-  int64_t queued = fp__deque_size(&p->shared);
-  if (!queued) return NULL;
+  if (fp__deque_size(&p->shared) == 0 || fp__deque_size(&w->inbox)) return NULL;
   size_t workers = atomic_load_explicit(&p->started, memory_order_relaxed);
-  size_t want = (size_t)queued / (2 * (workers ? workers : 1));
-  if (want < 1) want = 1;
+  size_t queued = (size_t)fp__deque_size(&p->shared);
+  size_t want = 1;
+  if (queued >= BATCH_BACKLOG * workers) want = queued / (2 * workers);
   if (want > BATCH_MAX) want = BATCH_MAX;
   fp_future *batch[BATCH_MAX];
   size_t n;
+  if (want > 1) atomic_fetch_add(&p->moving, 1); /* others wait for these first */
   for (int tries = 0; !(n = fp__deque_steal_batch(&p->shared, batch, want)); tries++)
-    if (tries == 4 || !fp__deque_size(&p->shared)) return NULL;
-  space_freed(p);
+    if (tries == 4 || !fp__deque_size(&p->shared)) break;
   /* The inbox has room for a batch whenever it is empty: it cannot fail. */
   for (size_t i = 1; i < n; i++) fp__deque_push(&w->inbox, batch[i]);
+  if (want > 1) atomic_fetch_sub(&p->moving, 1);
+  if (!n) return NULL;
+  space_freed(p);
   return batch[0];
 }
 
@@ -136,6 +143,12 @@ static fp_future *find_work(thread_pool *p, worker *w) {
   fp_future *f = fp__deque_pop(&w->dq);
   while (!f && fp__deque_size(&w->inbox)) f = fp__deque_steal(&w->inbox);
   if (!f) f = steal_from_others(p, w, true);
+  /* A batch on its way to another inbox is older than what the shared
+   * deque holds: wait for it to land (a few pushes) to keep the order. */
+  for (int i = 0; !f && i < 1000 && atomic_load(&p->moving); i++) {
+    fp__cpu_relax();
+    f = steal_from_others(p, w, true);
+  }
   if (!f) f = take_shared(p, w);
   if (!f) f = steal_from_others(p, w, false);
   return f;
