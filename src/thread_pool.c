@@ -156,36 +156,28 @@ static fp_future *find_work(thread_pool *p, worker *w) {
 
 /* ---- sleeping and waking ---- */
 
-/* Wake one sleeping worker, if any is asleep and none is looking. */
-static void wake_one(thread_pool *p) {
-  if (atomic_load(&p->spinners) || !atomic_load(&p->sleepers)) return;
+/* Wake the first sleeping worker, or every one. */
+static void wake(thread_pool *p, bool all) {
   pthread_mutex_lock(&p->mu);
   size_t n = atomic_load_explicit(&p->started, memory_order_relaxed);
   for (size_t i = 0; i < n; i++) {
     worker *w = &p->workers[i];
-    if (w->asleep && !w->woken) {
-      w->woken = true;
-      atomic_fetch_sub(&p->sleepers, 1);
-      pthread_cond_signal(&w->cv);
-      break;
-    }
+    if (!w->asleep || w->woken) continue;
+    w->woken = true;
+    atomic_fetch_sub(&p->sleepers, 1);
+    pthread_cond_signal(&w->cv);
+    if (!all) break;
   }
   pthread_mutex_unlock(&p->mu);
 }
 
-static void wake_all(thread_pool *p) {
-  pthread_mutex_lock(&p->mu);
-  size_t n = atomic_load_explicit(&p->started, memory_order_relaxed);
-  for (size_t i = 0; i < n; i++) {
-    worker *w = &p->workers[i];
-    if (w->asleep && !w->woken) {
-      w->woken = true;
-      atomic_fetch_sub(&p->sleepers, 1);
-    }
-    pthread_cond_signal(&w->cv);
-  }
-  pthread_mutex_unlock(&p->mu);
+/* After new work: wake one sleeper, if any is asleep and none is looking. */
+static void wake_one(thread_pool *p) {
+  if (atomic_load(&p->spinners) || !atomic_load(&p->sleepers)) return;
+  wake(p, false);
 }
+
+static void wake_all(thread_pool *p) { wake(p, true); }
 
 static bool stopping(thread_pool *p) {
   return atomic_load_explicit(&p->shutting_down, memory_order_relaxed) ||
