@@ -52,6 +52,13 @@ static void *spin_forever(void *arg) {
   }
   return arg;
 }
+static void *crash_after_a_moment(void *arg) {
+  (void)arg;
+  usleep(100000);
+  raise(SIGSEGV);
+  return NULL;
+}
+
 static void *fail_with_code(void *arg) {
   return fp_raise(-5, "value %ld is bad", (long)(intptr_t)arg);
 }
@@ -309,13 +316,6 @@ END_TEST
 /* Pipelining: a busy worker running short jobs gets the next one sent
  * ahead. When it crashes, times out or is cancelled, what was sent behind
  * runs on another worker: nothing is lost or blamed. */
-static void *sleep_then_segv(void *arg) {
-  (void)arg;
-  sleep_ms(5);
-  raise(SIGSEGV);
-  return NULL;
-}
-
 START_TEST(jobs_sent_ahead_survive_what_happens_before_them) {
   fp_process_pool_options opt;
   fp_process_pool_options_init(&opt);
@@ -328,7 +328,7 @@ START_TEST(jobs_sent_ahead_survive_what_happens_before_them) {
     fp_submit(ex, square, (void *)2, &warm); /* a short last job: pipelining on */
     ck_assert_int_eq(value_of(warm), 4);
     int what = round % 3;
-    fp_submit(ex, what == 0 ? sleep_then_segv : spin_forever, NULL, &bad);
+    fp_submit(ex, what == 0 ? crash_after_a_moment : spin_forever, NULL, &bad);
     for (intptr_t i = 0; i < 3; i++) fp_submit(ex, square, (void *)(i + 3), &behind[i]);
     if (what == 2) { /* cancel the running one */
       double end = now_s() + LONG_WAIT;
@@ -558,13 +558,6 @@ START_TEST(task_cannot_be_sent_to_a_dead_worker) {
   }
 }
 END_TEST
-
-static void *crash_after_a_moment(void *arg) {
-  (void)arg;
-  usleep(100000);
-  raise(SIGSEGV);
-  return NULL;
-}
 
 START_TEST(a_crash_right_after_shutdown) {
   capture_start();
