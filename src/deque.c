@@ -13,6 +13,7 @@ int fp__deque_init(fp__deque *d, int64_t capacity) {
   atomic_init(&d->top, 0);
   atomic_init(&d->bottom, 0);
   atomic_init(&d->ring, r);
+  d->top_seen = 0;
   return 0;
 }
 
@@ -35,8 +36,11 @@ static inline void slot_set(fp__ring *r, int64_t i, fp_future *f) {
 
 int fp__deque_push(fp__deque *d, fp_future *f) {
   int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-  int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
   fp__ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
+  /* top only grows: while the ring has room by an old look at it, the
+   * owner leaves the thieves' line alone. */
+  int64_t t = d->top_seen;
+  if (b - t > r->mask) d->top_seen = t = atomic_load_explicit(&d->top, memory_order_acquire);
   if (b - t > r->mask) { /* full: twice the room, the items copied over */
     fp__ring *grown = ring_new(2 * (r->mask + 1));
     if (!grown) return FP_ENOMEM;
@@ -46,9 +50,9 @@ int fp__deque_push(fp__deque *d, fp_future *f) {
     r = grown;
   }
   slot_set(r, b, f);
-  /* seq_cst: a worker going to sleep either sees this item or is seen by
-   * the pusher's next look at the sleepers (thread_pool.c). */
-  atomic_store_explicit(&d->bottom, b + 1, memory_order_seq_cst);
+  /* release, no fence: the thieves see the slot with the new bottom. A
+   * pusher that must then look for sleepers orders it (thread_pool.c). */
+  atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
   return 0;
 }
 

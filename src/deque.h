@@ -24,6 +24,7 @@ typedef struct fp__deque {
   _Alignas(64) atomic_int_fast64_t top; /* thieves */
   _Alignas(64) atomic_int_fast64_t bottom; /* the owner */
   _Atomic(fp__ring *) ring;
+  int64_t top_seen; /* the owner's last look at top: a lower bound */
 } fp__deque;
 
 int fp__deque_init(fp__deque *d, int64_t capacity); /* capacity: a power of 2 */

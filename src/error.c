@@ -146,6 +146,19 @@ void fp_reset_allocator(void) {
 void *fp__malloc(size_t size) { return alloc.malloc_fn(size); }
 void *fp__calloc(size_t count, size_t size) { return alloc.calloc_fn(count, size); }
 void *fp__realloc(void *ptr, size_t size) { return alloc.realloc_fn(ptr, size); }
+fp_free_fn fp__current_free(void) { return alloc.free_fn; }
+
+void *fp__calloc_lines(size_t size) {
+  char *raw = fp__calloc(1, size + 64 + sizeof(void *));
+  if (!raw) return NULL;
+  void **lines = (void **)(((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63);
+  lines[-1] = raw;
+  return lines;
+}
+
+void fp__free_lines(void *ptr) {
+  if (ptr) fp__free(((void **)ptr)[-1]);
+}
 void fp__free(void *ptr) {
   if (ptr) alloc.free_fn(ptr);
 }

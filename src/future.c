@@ -31,9 +31,9 @@ static void lock(spinlock *l) {
 }
 static void unlock(spinlock *l) { atomic_store_explicit(l, 0, memory_order_release); }
 
-/* At most two cache lines; the first 64 bytes hold all a worker touches to
- * run a task and publish its result. (Aligning futures to lines measured
- * slower: 50% more memory per future costs more than the sharing saves.) */
+/* Two cache lines of its own (slabs carve futures at 128-byte strides,
+ * below); the first holds all a worker touches to run a task and publish
+ * its result. */
 struct fp_future {
   atomic_uint state;
   atomic_int refs;
@@ -53,9 +53,8 @@ struct fp_future {
   char *error_text;   /* owned */
   fp_free_fn arg_free, result_free;
   uint64_t id;
-  fp_future *next; /* the free-future cache's link */
+  struct slab *home; /* where it was carved from */
 };
-_Static_assert(sizeof(fp_future) <= 128, "a future fits in two cache lines");
 
 /* The task this thread runs, and what fp_raise said of it. */
 typedef struct running_task {
@@ -76,130 +75,165 @@ bool fp__future_failed(const fp_future *f) {
 
 /* ---- creation and references ---- */
 
-/* ---- a per-thread cache of free futures ----
- * A thread keeps up to CACHE_MAX freed futures for its next allocations;
- * beyond that it passes CACHE_BATCH of them to a shared depot, where a
- * thread whose cache is empty takes a batch. So a steady stream of tasks
- * allocates nothing, even when futures are made on one thread and freed on
- * another. */
-enum { CACHE_BATCH = 64, CACHE_MAX = 2 * CACHE_BATCH, DEPOT_MAX = 64 };
+/* ---- where futures live: slabs ----
+ * Futures are carved in order from slabs of SLAB_FUTURES, each future on
+ * two cache lines of its own (a worker finishing one never writes a line
+ * the submitter is filling with the next one). A slab counts the futures
+ * it has handed out and not had back; when the last comes back the slab
+ * is empty, and an empty slab is kept for the next carving (up to
+ * SPARE_MAX of them, shared by all threads) or given back to the
+ * allocator. So a steady stream of tasks allocates nothing, a burst's
+ * memory goes back once the burst is over, and a future that lives long
+ * holds one slab, never a cache of others. */
+enum { SLAB_FUTURES = 31, SPARE_MAX = 64, FUTURE_STRIDE = 128 };
+_Static_assert(sizeof(fp_future) <= FUTURE_STRIDE, "a future fits its two cache lines");
 
-typedef struct future_cache {
-  fp_future *list; /* linked through next */
-  unsigned n;
-  unsigned generation; /* of the allocator the futures came from */
+typedef struct slab {
+  /* Futures not yet back: SLAB_FUTURES from the start, until the thread
+   * carving it gives up the ones it did not carve. */
+  atomic_uint live;
+  unsigned generation; /* of the allocator it came from */
+  fp_free_fn free_fn;  /* that allocator's free */
+  void *raw;           /* what it returned */
+  struct slab *next;   /* among the spares */
+} slab;
+_Static_assert(sizeof(slab) <= FUTURE_STRIDE, "a slab's header fits before its futures");
+#define SLAB_BYTES ((size_t)FUTURE_STRIDE * (SLAB_FUTURES + 1))
+
+static fp_future *slab_future(slab *s, unsigned i) {
+  return (fp_future *)((char *)s + FUTURE_STRIDE * (i + 1));
+}
+
+/* AddressSanitizer still sees a freed future as freed. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FP_ASAN 1
+#endif
+#endif
+#ifdef FP_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+static pthread_mutex_t spare_mu = PTHREAD_MUTEX_INITIALIZER;
+static slab *spares; /* empty slabs of the current allocator */
+static size_t spare_n;
+static atomic_uint alloc_generation; /* bumped when the allocator changes */
+
+static void slab_release(slab *s) {
+  UNPOISON(s, SLAB_BYTES);
+  s->free_fn(s->raw);
+}
+
+/* The last future of s came back. */
+static void slab_empty(slab *s) {
+  bool kept = false;
+  pthread_mutex_lock(&spare_mu);
+  if (s->generation == atomic_load_explicit(&alloc_generation, memory_order_relaxed) &&
+      spare_n < SPARE_MAX) {
+    s->next = spares;
+    spares = s;
+    spare_n++;
+    kept = true;
+  }
+  pthread_mutex_unlock(&spare_mu);
+  if (!kept) slab_release(s);
+}
+
+static slab *slab_get(unsigned generation) {
+  pthread_mutex_lock(&spare_mu);
+  slab *s = spares;
+  if (s) {
+    spares = s->next;
+    spare_n--;
+  }
+  pthread_mutex_unlock(&spare_mu);
+  if (!s) {
+    void *raw = fp__malloc(SLAB_BYTES + FUTURE_STRIDE - 1);
+    if (!raw) return NULL;
+    s = (slab *)(((uintptr_t)raw + FUTURE_STRIDE - 1) & ~(uintptr_t)(FUTURE_STRIDE - 1));
+    s->raw = raw;
+    s->free_fn = fp__current_free();
+    s->generation = generation;
+    POISON(slab_future(s, 0), FUTURE_STRIDE * SLAB_FUTURES);
+  }
+  atomic_store_explicit(&s->live, SLAB_FUTURES, memory_order_relaxed);
+  return s;
+}
+
+/* A future comes back to its slab. acq_rel: every use of it happens
+ * before the slab's reuse, whichever thread frees last. */
+static void slab_put(fp_future *f, slab *s) {
+  POISON(f, FUTURE_STRIDE);
+  if (atomic_fetch_sub_explicit(&s->live, 1, memory_order_acq_rel) == 1) slab_empty(s);
+}
+
+/* The slab a thread carves from. */
+typedef struct carver {
+  slab *s;
+  unsigned carved;     /* futures taken from it */
   bool registered;     /* the thread-exit destructor knows it */
-} future_cache;
+} carver;
+static _Thread_local carver carving;
+static pthread_key_t carver_key;
+static pthread_once_t carver_key_once = PTHREAD_ONCE_INIT;
 
-static _Thread_local future_cache cache;
-static pthread_mutex_t depot_mu = PTHREAD_MUTEX_INITIALIZER;
-static fp_future *depot[DEPOT_MAX]; /* batches of CACHE_BATCH */
-static size_t depot_n;
-static atomic_uint cache_generation;
-static pthread_key_t cache_key;
-static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
-
-static void free_list(fp_future *f) {
-  while (f) {
-    fp_future *next = f->next;
-    fp__free(f);
-    f = next;
-  }
+/* Give back what was not carved: the slab is empty once those carved are. */
+static void carver_drop(void *arg) {
+  carver *c = arg;
+  slab *s = c->s;
+  if (!s) return;
+  c->s = NULL;
+  unsigned left = SLAB_FUTURES - c->carved;
+  if (left && atomic_fetch_sub_explicit(&s->live, left, memory_order_acq_rel) == left)
+    slab_empty(s);
 }
 
-/* Give the depot a batch; false if it is full. */
-static bool depot_put(fp_future *batch) {
-  pthread_mutex_lock(&depot_mu);
-  bool ok = depot_n < DEPOT_MAX;
-  if (ok) depot[depot_n++] = batch;
-  pthread_mutex_unlock(&depot_mu);
-  return ok;
-}
-
-static void cache_thread_exit(void *arg) {
-  future_cache *c = arg;
-  while (c->n >= CACHE_BATCH) { /* whole batches to the depot, the rest freed */
-    fp_future *batch = c->list, *last = batch;
-    for (unsigned i = 1; i < CACHE_BATCH; i++) last = last->next;
-    c->list = last->next;
-    last->next = NULL;
-    c->n -= CACHE_BATCH;
-    if (c->generation != atomic_load(&cache_generation) || !depot_put(batch)) free_list(batch);
-  }
-  free_list(c->list);
-  c->list = NULL;
-  c->n = 0;
-}
-
-static void make_cache_key(void) { pthread_key_create(&cache_key, cache_thread_exit); }
-
-/* Before a thread's cache first holds anything: have it emptied when the
- * thread exits. False if that cannot be arranged (then nothing is kept). */
-static bool cache_register(future_cache *c) {
-  if (!c->registered) {
-    pthread_once(&cache_key_once, make_cache_key);
-    c->registered = pthread_setspecific(cache_key, c) == 0;
-  }
-  return c->registered;
-}
+static void make_carver_key(void) { pthread_key_create(&carver_key, carver_drop); }
 
 void fp__future_cache_flush(void) {
-  cache_thread_exit(&cache);
-  pthread_mutex_lock(&depot_mu);
-  while (depot_n) free_list(depot[--depot_n]);
-  pthread_mutex_unlock(&depot_mu);
-  atomic_fetch_add(&cache_generation, 1);
-}
-
-static fp_future *cache_take(void) {
-  future_cache *c = &cache;
-  unsigned gen = atomic_load_explicit(&cache_generation, memory_order_relaxed);
-  if (c->generation != gen) { /* the allocator changed: nothing cached is ours */
-    free_list(c->list);
-    c->list = NULL;
-    c->n = 0;
-    c->generation = gen;
+  carver_drop(&carving);
+  pthread_mutex_lock(&spare_mu);
+  atomic_fetch_add(&alloc_generation, 1); /* slabs emptied from now on are not kept */
+  slab *s = spares;
+  spares = NULL;
+  spare_n = 0;
+  pthread_mutex_unlock(&spare_mu);
+  while (s) {
+    slab *next = s->next;
+    slab_release(s);
+    s = next;
   }
-  if (!c->list) {
-    if (!cache_register(c)) return NULL;
-    pthread_mutex_lock(&depot_mu);
-    if (depot_n) {
-      c->list = depot[--depot_n];
-      c->n = CACHE_BATCH;
-    }
-    pthread_mutex_unlock(&depot_mu);
-    if (!c->list) return NULL;
-  }
-  fp_future *f = c->list;
-  c->list = f->next;
-  c->n--;
-  return f;
-}
-
-static void cache_put(fp_future *f) {
-  future_cache *c = &cache;
-  if (c->generation != atomic_load_explicit(&cache_generation, memory_order_relaxed) ||
-      !cache_register(c)) {
-    fp__free(f);
-    return;
-  }
-  f->next = c->list;
-  c->list = f;
-  if (++c->n < CACHE_MAX) return;
-  fp_future *batch = c->list, *last = batch; /* the newest batch goes */
-  for (unsigned i = 1; i < CACHE_BATCH; i++) last = last->next;
-  c->list = last->next;
-  last->next = NULL;
-  c->n -= CACHE_BATCH;
-  if (!depot_put(batch)) free_list(batch);
 }
 
 static fp_future *future_alloc(void) {
-  fp_future *f = cache_take();
-  if (f)
-    memset(f, 0, sizeof *f);
-  else if (!(f = fp__calloc(1, sizeof *f)))
-    return NULL;
+  carver *c = &carving;
+  unsigned gen = atomic_load_explicit(&alloc_generation, memory_order_relaxed);
+  if (c->s && (c->carved == SLAB_FUTURES || c->s->generation != gen)) carver_drop(c);
+  if (!c->s) {
+    if (!c->registered) { /* else a thread's last slab is never given back */
+      pthread_once(&carver_key_once, make_carver_key);
+      c->registered = pthread_setspecific(carver_key, c) == 0;
+    }
+    if (!(c->s = slab_get(gen))) return NULL;
+    c->carved = 0;
+  }
+  slab *s = c->s;
+  fp_future *f = slab_future(s, c->carved++);
+  if (c->carved < SLAB_FUTURES) { /* the next one, for writing: it is likely cold */
+    __builtin_prefetch(slab_future(s, c->carved), 1);
+    __builtin_prefetch((char *)slab_future(s, c->carved) + 64, 1);
+  }
+  if (!c->registered) carver_drop(c); /* one future from it, the rest given back */
+  UNPOISON(f, FUTURE_STRIDE);
+  memset(f, 0, sizeof *f);
+  f->home = s;
   atomic_init(&f->mu, 0);
   atomic_init(&f->state, FP_PENDING);
   atomic_init(&f->refs, 1);
@@ -216,9 +250,12 @@ int fp_future_new(fp_future **out) {
 
 fp_future *fp__future_new_task(fp_executor *ex, fp_fn fn, void *arg,
                                const fp_task_options *topt, bool bytes) {
+  /* The numbering first: its locked add then waits for no store to the
+   * fresh future (a future not yet published needs no ordering). */
+  uint64_t id = atomic_fetch_add_explicit(&ex->next_id, 1, memory_order_relaxed) + 1;
   fp_future *f = future_alloc();
   if (!f) return NULL;
-  atomic_store(&f->refs, 2);
+  atomic_store_explicit(&f->refs, 2, memory_order_relaxed);
   f->fn = fn;
   f->arg = arg;
   f->bytes = bytes;
@@ -227,7 +264,7 @@ fp_future *fp__future_new_task(fp_executor *ex, fp_fn fn, void *arg,
     f->result_free = topt->result_free;
   }
   f->ex = ex;
-  f->id = atomic_fetch_add(&ex->next_id, 1) + 1;
+  f->id = id;
   return f;
 }
 
@@ -248,7 +285,7 @@ static void future_free(fp_future *f, bool run_destructors) {
     if (f->arg_free) f->arg_free(f->arg);
   }
   fp__free(f->error_text);
-  cache_put(f);
+  slab_put(f, f->home);
 }
 
 void fp__future_discard(fp_future *f) { future_free(f, false); }

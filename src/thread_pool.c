@@ -46,26 +46,33 @@ typedef struct worker {
 
 typedef struct thread_pool {
   fp_executor base;
-  fp__deque shared; /* from outside the pool; pushed under submit_mu */
-  pthread_mutex_t submit_mu;
-  pthread_cond_t space_cv; /* submitters wait here for queue room */
+  /* Read for every task, written seldom. */
+  atomic_bool shutting_down;
+  atomic_bool broken;
   atomic_int space_waiters;
   size_t capacity; /* of the shared deque, 0: unbounded */
-  atomic_uint_fast64_t submitted; /* from outside, under submit_mu */
+  worker *workers; /* max_workers slots */
+  atomic_size_t started; /* slots in use (release: a slot is ready) */
 
-  _Alignas(64) pthread_mutex_t mu; /* starting, sleeping, waking, exiting */
-  pthread_cond_t exit_cv;          /* shutdown waits here for workers to exit */
-  worker *workers;                 /* max_workers slots */
-  atomic_size_t started;           /* slots in use (release: a slot is ready) */
-  size_t alive;                    /* threads not yet exited (mu) */
-  atomic_int sleepers;             /* asleep and not yet woken */
-  atomic_int spinners;             /* idle, looking for work */
-  atomic_int moving;               /* batches between the shared deque and an inbox */
+  fp__deque shared; /* from outside the pool; pushed under submit_mu */
+  _Alignas(64) pthread_mutex_t submit_mu;
+  atomic_uint_fast64_t submitted; /* from outside, under submit_mu */
+  pthread_cond_t space_cv; /* submitters wait here for queue room */
+
+  /* Asleep and not yet woken: raised under submit_mu (see
+   * sleep_until_woken), read at every submit. */
+  _Alignas(64) atomic_int sleepers;
+
+  /* Written by idle workers. */
+  _Alignas(64) atomic_int spinners; /* idle, looking for work */
+  atomic_int moving; /* batches between the shared deque and an inbox */
   /* Threads not running a task (starting, idle, or returning from one);
    * kept only while the pool may still start threads. */
   atomic_int available;
-  atomic_bool shutting_down;
-  atomic_bool broken;
+
+  _Alignas(64) pthread_mutex_t mu; /* starting, sleeping, waking, exiting */
+  pthread_cond_t exit_cv;          /* shutdown waits here for workers to exit */
+  size_t alive;                    /* threads not yet exited (mu) */
   char broken_message[256];
   int (*initializer)(void *arg);
   void *initializer_arg;
@@ -171,10 +178,11 @@ static void wake(thread_pool *p, bool all) {
   pthread_mutex_unlock(&p->mu);
 }
 
-/* After new work: wake one sleeper, if any is asleep and none is looking. */
-static void wake_one(thread_pool *p) {
-  if (atomic_load(&p->spinners) || !atomic_load(&p->sleepers)) return;
-  wake(p, false);
+/* After new work: wake one sleeper, unless none is looking. sleeping: as
+ * read after the push, under submit_mu for the shared deque, past a
+ * seq_cst fence for the others. */
+static void wake_one(thread_pool *p, bool sleeping) {
+  if (sleeping && !atomic_load(&p->spinners)) wake(p, false);
 }
 
 static void wake_all(thread_pool *p) { wake(p, true); }
@@ -190,7 +198,16 @@ static bool stopping(thread_pool *p) {
  * spinner polling them flat out slows every push. No sched_yield: it can
  * hand the core away for a whole time slice (milliseconds). */
 static fp_future *spin_for_work(thread_pool *p, worker *w) {
-  atomic_fetch_add(&p->spinners, 1);
+  /* Half the workers at most (one of two): the others sleep at once. Every
+   * spinner holds a core, and a submitter that outruns none of them needs
+   * its own more than a second idle worker does. More queued work than
+   * one spinner takes wakes the next (below). */
+  size_t workers = atomic_load_explicit(&p->started, memory_order_relaxed);
+  int most = workers > 2 ? (int)(workers / 2) : 1;
+  if (atomic_fetch_add(&p->spinners, 1) >= most) {
+    atomic_fetch_sub(&p->spinners, 1);
+    return NULL;
+  }
   fp_future *f = NULL;
   double until = fp__now() + WORKER_SPIN_S;
   for (unsigned i = 1, pause = 1; !(f = find_work(p, w)) && !stopping(p); i++) {
@@ -200,17 +217,24 @@ static fp_future *spin_for_work(thread_pool *p, worker *w) {
   }
   atomic_fetch_sub(&p->spinners, 1);
   /* The last one looking found work: if more waits, another should look. */
-  if (f && any_work(p)) wake_one(p);
+  if (f && any_work(p)) wake_one(p, atomic_load(&p->sleepers));
   return f;
 }
 
-/* Sleep until woken; false if the pool is stopping and has no work. */
+/* Sleep until woken. A worker becomes a sleeper under submit_mu, and so
+ * do submitters look at the sleepers after a push to the shared deque: a
+ * push either comes first and is seen here, or sees this sleeper, with no
+ * fence on the submit path. Pushes to the workers' own deques pair the
+ * seq_cst raise of sleepers with a fence (pool_submit). */
 static void sleep_until_woken(thread_pool *p, worker *w) {
+  pthread_mutex_lock(&p->submit_mu); /* before mu, as in grow() */
   pthread_mutex_lock(&p->mu);
   w->asleep = true;
   w->woken = false;
-  atomic_fetch_add(&p->sleepers, 1); /* seq_cst: against fp__deque_push */
-  if (!any_work(p) && !stopping(p))
+  atomic_fetch_add(&p->sleepers, 1);
+  bool idle = !any_work(p) && !stopping(p);
+  pthread_mutex_unlock(&p->submit_mu);
+  if (idle)
     while (!w->woken) pthread_cond_wait(&w->cv, &p->mu);
   if (!w->woken) atomic_fetch_sub(&p->sleepers, 1);
   w->asleep = false;
@@ -397,8 +421,9 @@ static int refusal(thread_pool *p) {
   return 0;
 }
 
-/* Push n futures into the shared deque (submit_mu held); on error none. */
-static int push_shared(thread_pool *p, fp_future **fs, size_t n) {
+/* Push n futures into the shared deque (submit_mu held); on error none.
+ * *sleeping: whether a worker sleeps, for wake_one once the lock is let go. */
+static int push_shared(thread_pool *p, fp_future **fs, size_t n, bool *sleeping) {
   for (size_t i = 0; i < n; i++)
     if (fp__deque_push(&p->shared, fs[i])) {
       while (i--) /* undo: the owner may pop what it pushed */
@@ -408,6 +433,7 @@ static int push_shared(thread_pool *p, fp_future **fs, size_t n) {
   atomic_store_explicit(&p->submitted,
                         atomic_load_explicit(&p->submitted, memory_order_relaxed) + n,
                         memory_order_relaxed);
+  *sleeping = atomic_load_explicit(&p->sleepers, memory_order_relaxed);
   return 0;
 }
 
@@ -422,7 +448,8 @@ static int pool_submit(fp_executor *ex, fp_future *f, double timeout_s) {
     atomic_store_explicit(&w->submitted,
                           atomic_load_explicit(&w->submitted, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    wake_one(p);
+    atomic_thread_fence(memory_order_seq_cst); /* the push, then the sleepers */
+    wake_one(p, atomic_load(&p->sleepers));
     return 0;
   }
   fp__deadline d = {{0, 0}, true};
@@ -450,11 +477,12 @@ static int pool_submit(fp_executor *ex, fp_future *f, double timeout_s) {
     fp__cond_wait(&p->space_cv, &p->submit_mu, &d);
     atomic_fetch_sub(&p->space_waiters, 1);
   }
+  bool sleeping = false;
   int rc = grow(p, &p->shared, 1);
-  if (!rc) rc = push_shared(p, &f, 1);
+  if (!rc) rc = push_shared(p, &f, 1, &sleeping);
   pthread_mutex_unlock(&p->submit_mu);
   if (rc) return rc;
-  wake_one(p);
+  wake_one(p, sleeping);
   return 0;
 }
 
@@ -463,12 +491,13 @@ static int pool_submit(fp_executor *ex, fp_future *f, double timeout_s) {
 static int pool_submit_many(fp_executor *ex, fp_future **fs, size_t n) {
   thread_pool *p = (thread_pool *)ex;
   pthread_mutex_lock(&p->submit_mu);
+  bool sleeping = false;
   int rc = refusal(p);
   if (!rc) rc = grow(p, &p->shared, n);
-  if (!rc) rc = push_shared(p, fs, n);
+  if (!rc) rc = push_shared(p, fs, n, &sleeping);
   pthread_mutex_unlock(&p->submit_mu);
   if (rc) return rc;
-  wake_one(p);
+  wake_one(p, sleeping);
   return 0;
 }
 
@@ -517,8 +546,8 @@ static void pool_destroy(fp_executor *ex) {
   pthread_cond_destroy(&p->exit_cv);
   pthread_mutex_destroy(&p->submit_mu);
   pthread_mutex_destroy(&p->mu);
-  fp__free(p->workers);
-  fp__free(p);
+  fp__free_lines(p->workers);
+  fp__free_lines(p);
 }
 
 static void pool_stats(const fp_executor *ex, fp_executor_stats *out) {
@@ -568,19 +597,19 @@ int fp_thread_pool_new(const fp_thread_pool_options *opt, fp_executor **out) {
   if (opt->queue_capacity < 0)
     return fp__einval("fp_thread_pool_new: queue_capacity must be 0 (unbounded) or more (got %ld)",
                       opt->queue_capacity);
-  thread_pool *p = fp__calloc(1, sizeof *p);
-  worker *workers = fp__calloc((size_t)opt->max_workers, sizeof *workers);
+  thread_pool *p = fp__calloc_lines(sizeof *p);
+  worker *workers = fp__calloc_lines((size_t)opt->max_workers * sizeof *workers);
   if (!p || !workers || fp__deque_init(&p->shared, DEQUE_CAPACITY)) {
     if (p && workers) fp__free(atomic_load(&p->shared.ring));
-    fp__free(p);
-    fp__free(workers);
+    fp__free_lines(p);
+    fp__free_lines(workers);
     return fp__fail(FP_ENOMEM, "fp_thread_pool_new: out of memory");
   }
   if (pthread_mutex_init(&p->mu, NULL) || pthread_mutex_init(&p->submit_mu, NULL) ||
       fp__cond_init(&p->space_cv) || fp__cond_init(&p->exit_cv)) {
     fp__deque_destroy(&p->shared);
-    fp__free(p);
-    fp__free(workers);
+    fp__free_lines(p);
+    fp__free_lines(workers);
     return fp__fail(FP_ENOMEM, "fp_thread_pool_new: out of resources");
   }
   fp__executor_init(&p->base, &thread_pool_vtable, opt->max_workers);
