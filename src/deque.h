@@ -21,8 +21,8 @@ typedef struct fp__ring {
 } fp__ring;
 
 typedef struct fp__deque {
-  _Alignas(64) atomic_int_fast64_t top; /* thieves */
-  _Alignas(64) atomic_int_fast64_t bottom; /* the owner */
+  _Alignas(FP__APART) atomic_int_fast64_t top; /* thieves */
+  _Alignas(FP__APART) atomic_int_fast64_t bottom; /* the owner */
   _Atomic(fp__ring *) ring;
   int64_t top_seen; /* the owner's last look at top: a lower bound */
 } fp__deque;

@@ -149,9 +149,10 @@ void *fp__realloc(void *ptr, size_t size) { return alloc.realloc_fn(ptr, size); 
 fp_free_fn fp__current_free(void) { return alloc.free_fn; }
 
 void *fp__calloc_lines(size_t size) {
-  char *raw = fp__calloc(1, size + 64 + sizeof(void *));
+  char *raw = fp__calloc(1, size + FP__APART + sizeof(void *));
   if (!raw) return NULL;
-  void **lines = (void **)(((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63);
+  void **lines =
+      (void **)(((uintptr_t)raw + sizeof(void *) + FP__APART - 1) & ~(uintptr_t)(FP__APART - 1));
   lines[-1] = raw;
   return lines;
 }

@@ -9,13 +9,17 @@
 #include <time.h>
 
 /* ---- memory (error.c) ---- */
+/* How far apart to keep data that different threads write: a cache line
+ * and the one the adjacent-line prefetcher fetches with it. */
+#define FP__APART 128
+
 void *fp__malloc(size_t size);
 void *fp__calloc(size_t count, size_t size);
 void *fp__realloc(void *ptr, size_t size);
 void fp__free(void *ptr);
 fp_free_fn fp__current_free(void); /* the free that goes with fp__malloc now */
 /* Zeroed memory starting on a cache line, for structures whose members
- * are _Alignas(64) (malloc aligns to 16 only); freed by fp__free_lines. */
+ * are _Alignas(FP__APART) (malloc aligns to 16 only); freed by fp__free_lines. */
 void *fp__calloc_lines(size_t size);
 void fp__free_lines(void *ptr);
 char *fp__vformat(const char *fmt, va_list ap); /* fp__malloc'd; NULL on ENOMEM */
@@ -157,8 +161,8 @@ struct fp_executor {
   atomic_bool cancel_all; /* shutdown with cancel_futures: tasks see it */
   /* Written at every submit: a line of its own, away from what workers
    * read for every task. */
-  _Alignas(64) atomic_uint_fast64_t next_id;
-  char pad_[64 - sizeof(atomic_uint_fast64_t)];
+  _Alignas(FP__APART) atomic_uint_fast64_t next_id;
+  char pad_[FP__APART - sizeof(atomic_uint_fast64_t)];
 };
 
 void fp__executor_init(fp_executor *ex, const fp__executor_vtable *vt, int max_workers);

@@ -36,7 +36,7 @@ typedef struct worker {
   pthread_t thread;
   fp__helper helper;
   /* Counted by this worker alone: plain read-modify-write, atomic reads. */
-  _Alignas(64) atomic_uint_fast64_t completed;
+  _Alignas(FP__APART) atomic_uint_fast64_t completed;
   atomic_uint_fast64_t submitted; /* by its tasks, into dq */
   unsigned rng;                   /* where to start stealing */
   /* Sleeping (pool mu): */
@@ -55,22 +55,22 @@ typedef struct thread_pool {
   atomic_size_t started; /* slots in use (release: a slot is ready) */
 
   fp__deque shared; /* from outside the pool; pushed under submit_mu */
-  _Alignas(64) pthread_mutex_t submit_mu;
+  _Alignas(FP__APART) pthread_mutex_t submit_mu;
   atomic_uint_fast64_t submitted; /* from outside, under submit_mu */
   pthread_cond_t space_cv; /* submitters wait here for queue room */
 
   /* Asleep and not yet woken: raised under submit_mu (see
    * sleep_until_woken), read at every submit. */
-  _Alignas(64) atomic_int sleepers;
+  _Alignas(FP__APART) atomic_int sleepers;
 
   /* Written by idle workers. */
-  _Alignas(64) atomic_int spinners; /* idle, looking for work */
+  _Alignas(FP__APART) atomic_int spinners; /* idle, looking for work */
   atomic_int moving; /* batches between the shared deque and an inbox */
   /* Threads not running a task (starting, idle, or returning from one);
    * kept only while the pool may still start threads. */
   atomic_int available;
 
-  _Alignas(64) pthread_mutex_t mu; /* starting, sleeping, waking, exiting */
+  _Alignas(FP__APART) pthread_mutex_t mu; /* starting, sleeping, waking, exiting */
   pthread_cond_t exit_cv;          /* shutdown waits here for workers to exit */
   size_t alive;                    /* threads not yet exited (mu) */
   char broken_message[256];
