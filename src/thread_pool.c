@@ -23,7 +23,13 @@
 enum {
   DEQUE_CAPACITY = 256, /* first ring of each deque; they grow */
   BATCH_MAX = 32,       /* most tasks a worker takes from the shared deque at once */
-  BATCH_BACKLOG = 256,  /* queued per worker before it takes more than one */
+  BATCH_BACKLOG = 4,    /* queued per worker before it takes more than one */
+  /* A worker back from a task, finding fewer than LAG_BATCH queued, looks
+   * again after LAG_PAUSES pauses (~200 ns here), up to LAG_LOOKS times,
+   * for as long as the queue grows (see take_shared). */
+  LAG_BATCH = 16,
+  LAG_LOOKS = 2,
+  LAG_PAUSES = 8,
 };
 #define WORKER_SPIN_S 50e-6 /* how long an idle worker looks before it sleeps */
 enum { SPIN_PAUSE_MAX = 32 }; /* pauses between two looks, at most */
@@ -103,15 +109,30 @@ static void space_freed(thread_pool *p) {
   }
 }
 
-/* From the shared deque: one task, or a batch of them when the backlog is
- * deep (a share of it, so that the other workers get theirs). One at a
- * time keeps the start order strict: each take is ordered by the CAS on
- * the deque's top. A batch saves CASes where order among hundreds of
- * queued tasks matters least; two batches may then start out of order. */
-static fp_future *take_shared(thread_pool *p, worker *w) {
+/* From the shared deque: one task, or a batch of them when a few are
+ * queued (a share, so that the other workers get theirs). A batch saves
+ * CASes on the deque's top and, above all, trips of the deque's lines
+ * between the submitter's core and this one; two batches may start out
+ * of order (one at a time, each take is ordered by its CAS).
+ *
+ * lag: this worker has just run a task. A submitter streaming tasks
+ * about as fast as they run keeps a worker right behind it, taking them
+ * one by one: every push then finds its lines in the worker's cache and
+ * waits for them (measured: 2x the cost per task). So while fewer than
+ * LAG_BATCH are queued and the queue grows, wait a moment for a batch.
+ * A queue that does not grow (a burst, a lone task) is taken at once;
+ * a worker back from idle never lags (round-trip latency). */
+static fp_future *take_shared(thread_pool *p, worker *w, bool lag) {
   if (fp__deque_size(&p->shared) == 0 || fp__deque_size(&w->inbox)) return NULL;
   size_t workers = atomic_load_explicit(&p->started, memory_order_relaxed);
   size_t queued = (size_t)fp__deque_size(&p->shared);
+  for (int k = 0; lag && queued < LAG_BATCH && k < LAG_LOOKS; k++) {
+    for (int j = 0; j < LAG_PAUSES; j++) fp__cpu_relax();
+    size_t now = (size_t)fp__deque_size(&p->shared);
+    bool growing = now > queued;
+    queued = now;
+    if (!growing) break;
+  }
   size_t want = 1;
   if (queued >= BATCH_BACKLOG * workers) want = queued / (2 * workers);
   if (want > BATCH_MAX) want = BATCH_MAX;
@@ -145,8 +166,8 @@ static fp_future *steal_from_others(thread_pool *p, worker *w, bool inboxes) {
 
 /* Own work first, newest first; then outside submissions, oldest first
  * (the inboxes hold older ones than the shared deque); then the other
- * workers' own work. */
-static fp_future *find_work(thread_pool *p, worker *w) {
+ * workers' own work. lag: see take_shared. */
+static fp_future *find_work(thread_pool *p, worker *w, bool lag) {
   fp_future *f = fp__deque_pop(&w->dq);
   while (!f && fp__deque_size(&w->inbox)) f = fp__deque_steal(&w->inbox);
   if (!f) f = steal_from_others(p, w, true);
@@ -156,7 +177,7 @@ static fp_future *find_work(thread_pool *p, worker *w) {
     fp__cpu_relax();
     f = steal_from_others(p, w, true);
   }
-  if (!f) f = take_shared(p, w);
+  if (!f) f = take_shared(p, w, lag);
   if (!f) f = steal_from_others(p, w, false);
   return f;
 }
@@ -210,7 +231,7 @@ static fp_future *spin_for_work(thread_pool *p, worker *w) {
   }
   fp_future *f = NULL;
   double until = fp__now() + WORKER_SPIN_S;
-  for (unsigned i = 1, pause = 1; !(f = find_work(p, w)) && !stopping(p); i++) {
+  for (unsigned i = 1, pause = 1; !(f = find_work(p, w, false)) && !stopping(p); i++) {
     for (unsigned k = 0; k < pause; k++) fp__cpu_relax();
     if (pause < SPIN_PAUSE_MAX) pause *= 2;
     if (i % 8 == 0 && fp__now() >= until) break;
@@ -268,7 +289,7 @@ static void run_task(thread_pool *p, worker *w, fp_future *f) {
 
 static bool help_run_one(fp__helper *h) {
   worker *w = (worker *)((char *)h - offsetof(worker, helper));
-  fp_future *f = find_work(w->pool, w);
+  fp_future *f = find_work(w->pool, w, false);
   if (!f) return false;
   run_task(w->pool, w, f);
   return true;
@@ -338,9 +359,10 @@ static void *worker_main(void *arg) {
   }
   w->helper = (fp__helper){&p->base, help_run_one, 0};
   fp__set_helper(&w->helper);
-  for (;;) {
-    fp_future *f = find_work(p, w);
+  for (bool ran = false;;) {
+    fp_future *f = find_work(p, w, ran);
     if (!f && !stopping(p)) f = spin_for_work(p, w);
+    ran = f != NULL;
     if (f) {
       run_task(p, w, f);
       continue;
