@@ -15,7 +15,9 @@
  *                 the peak memory it took (bytes/future), measured in a
  *                 child process of its own
  * Usage: bench_dispatch [ROUNDS]            (default 5)
- *        bench_dispatch --as-completed N    (the child) */
+ *        bench_dispatch --as-completed N    (the child)
+ *        bench_dispatch --steady W ROUNDS   (ours alone, for a profiler: the
+ *                 throughput loop on one pool of W workers, warm memory) */
 #define _GNU_SOURCE
 #include <futureproof.h>
 #include <stdio.h>
@@ -62,6 +64,31 @@ static double throughput_ns(int workers) {
   free(fs);
   fp_executor_free(ex);
   return t / TASKS * 1e9;
+}
+
+/* The throughput loop again and again on one pool: what perf should see. */
+static int steady(int workers, int rounds) {
+  if (workers < 1 || rounds < 1) {
+    fprintf(stderr, "usage: bench_dispatch --steady WORKERS ROUNDS\n");
+    return 2;
+  }
+  fp_executor *ex = pool(workers);
+  fp_future **fs = malloc(TASKS * sizeof *fs);
+  if (!fs) abort();
+  for (int r = 0; r < rounds; r++) {
+    double t0 = fp_now();
+    for (long i = 0; i < TASKS; i++)
+      if (fp_submit(ex, empty, (void *)(intptr_t)i, &fs[i])) abort();
+    for (long i = 0; i < TASKS; i++) {
+      void *res;
+      if (fp_future_result(fs[i], -1, &res) || (intptr_t)res != i) abort();
+      fp_future_release(fs[i]);
+    }
+    printf("round %d: %.1f ns/task\n", r + 1, (fp_now() - t0) / TASKS * 1e9);
+  }
+  free(fs);
+  fp_executor_free(ex);
+  return 0;
 }
 
 static double round_trip_ns(void) {
@@ -224,6 +251,7 @@ static const char *unit(const char *bench) {
 
 int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "--as-completed")) return as_completed_child(atol(argv[2]));
+  if (argc == 4 && !strcmp(argv[1], "--steady")) return steady(atoi(argv[2]), atoi(argv[3]));
   int rounds = argc > 1 ? atoi(argv[1]) : 5;
   if (rounds < 1 || rounds > MAX_ROUNDS) rounds = 5;
   int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
