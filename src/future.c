@@ -7,54 +7,81 @@
 #include <stdio.h>
 #include <string.h>
 
+/* A done-callback waits in the future's listener list as a node with no
+ * waiter. */
 typedef struct callback {
+  fp__wait_node node;
   fp_done_cb cb;
   void *userdata;
-  struct callback *next;
 } callback;
 
 /* The state word: an fp_future_state, or COMPLETING while the thread that
- * won the race to finish writes the outcome, plus the LISTENERS bit once a
- * waiter or a callback is registered (under mu). Transitions are atomic:
- * the mutex is taken only when someone listens, so a future nobody waits
- * on is run and finished without a lock. */
-enum { ST_MASK = 7, ST_COMPLETING = 4, ST_LISTENERS = 8 };
+ * won the race to finish writes the outcome, and flags. Every transition
+ * is a compare-and-swap that keeps the flags. LISTENERS: a waiter or a
+ * callback was registered, so whoever finishes the future takes LOCKED
+ * (the listener list's lock) to tell them; a future nobody listens to is
+ * run and finished without it. */
+enum {
+  ST_MASK = 7,
+  ST_COMPLETING = 4,
+  ST_LISTENERS = 8,
+  ST_LOCKED = 16,
+  ST_FAILED = 32,           /* finished with an error (set with FINISHED) */
+  ST_CANCEL_REQUESTED = 64, /* cancelled while running */
+};
 
-/* A lock for the few instructions that link or unlink a listener: a word,
- * not a pthread mutex, to keep a future in two cache lines. */
-typedef atomic_int spinlock;
-static void lock(spinlock *l) {
-  for (unsigned i = 1; atomic_exchange_explicit(l, 1, memory_order_acquire); i++) {
-    fp__cpu_relax();
-    if (i % 64 == 0) sched_yield();
-  }
-}
-static void unlock(spinlock *l) { atomic_store_explicit(l, 0, memory_order_release); }
+/* The tag word: fixed at creation, but for OBSERVED, which only ever goes
+ * from 0 to 1, so a plain store sets it. */
+enum { TAG_OBSERVED = 1, TAG_BYTES = 2, TAG_SLOT_SHIFT = 2, TAG_ID_SHIFT = 8 };
 
-/* Two cache lines of its own (slabs carve futures at 128-byte strides,
- * below); the first holds all a worker touches to run a task and publish
- * its result. */
+/* What a future needs only when a task fails or a submit gave destructors:
+ * allocated then, so that a future is one cache line. */
+typedef struct extra {
+  fp_free_fn arg_free, result_free;
+  fp_error error;   /* message points to text or a static string */
+  char *text;       /* owned */
+} extra;
+
+/* One cache line (slabs carve futures at 64-byte strides, below): 10^6
+ * futures alive at once are 64 MB, and a worker reads and writes one line
+ * to run a task and publish its result. */
 struct fp_future {
   atomic_uint state;
   atomic_int refs;
-  spinlock mu; /* the waiter list and the callbacks */
-  atomic_bool cancel_requested;
-  atomic_bool observed; /* the outcome was looked at */
-  bool failed;          /* finished with an error */
-  bool bytes;           /* arg and result are fp_bytes (fp_submit_bytes) */
   fp_fn fn;
   void *arg;
   void *result;
   fp_executor *ex;
-  fp__wait_node *waiters; /* mu */
-  callback *callbacks;    /* mu; newest first */
-  /* second line: failures, destructors, bookkeeping */
-  fp_error error;     /* message points to error_text or a static string */
-  char *error_text;   /* owned */
-  fp_free_fn arg_free, result_free;
-  uint64_t id;
-  struct slab *home; /* where it was carved from */
+  fp__wait_node *listeners; /* waiters and callbacks, newest first (LOCKED) */
+  extra *extra;             /* NULL until needed */
+  atomic_uint_fast64_t tag; /* id << 8 | slot in its slab << 2 | BYTES | OBSERVED */
 };
+
+/* The error of a failed task whose extra block could not be allocated. */
+static const extra no_memory_for_error = {
+    NULL, NULL, {FP_ENOMEM, "out of memory recording the task's error"}, NULL};
+
+static void lock(fp_future *f) {
+  for (unsigned i = 1;; i++) {
+    unsigned s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (!(s & ST_LOCKED) &&
+        atomic_compare_exchange_weak_explicit(&f->state, &s, s | ST_LOCKED, memory_order_acquire,
+                                              memory_order_relaxed))
+      return;
+    fp__cpu_relax();
+    if (i % 64 == 0) sched_yield();
+  }
+}
+static void unlock(fp_future *f) {
+  atomic_fetch_and_explicit(&f->state, ~(unsigned)ST_LOCKED, memory_order_release);
+}
+
+/* The state word s with its state part set to v, its flags kept. */
+static unsigned with_state(unsigned s, unsigned v) { return (s & ~(unsigned)ST_MASK) | v; }
+
+static uint64_t tag_of(const fp_future *f) {
+  return atomic_load_explicit(&((fp_future *)f)->tag, memory_order_relaxed);
+}
 
 /* The task this thread runs, and what fp_raise said of it. */
 typedef struct running_task {
@@ -65,28 +92,31 @@ typedef struct running_task {
 } running_task;
 static _Thread_local running_task *current_task;
 
-bool fp__future_is_bytes(const fp_future *f) { return f->bytes; }
+bool fp__future_is_bytes(const fp_future *f) { return tag_of(f) & TAG_BYTES; }
 bool fp__future_cancel_requested(const fp_future *f) {
-  return atomic_load(&f->cancel_requested);
+  return atomic_load(&((fp_future *)f)->state) & ST_CANCEL_REQUESTED;
+}
+static bool failed_state(unsigned s) {
+  return (s & ST_MASK) == FP_FINISHED && (s & ST_FAILED);
 }
 bool fp__future_failed(const fp_future *f) {
-  return (atomic_load(&f->state) & ST_MASK) == FP_FINISHED && f->failed;
+  return failed_state(atomic_load(&((fp_future *)f)->state));
 }
 
 /* ---- creation and references ---- */
 
 /* ---- where futures live: slabs ----
- * Futures are carved in order from slabs of SLAB_FUTURES, each future on
- * two cache lines of its own (a worker finishing one never writes a line
- * the submitter is filling with the next one). A slab counts the futures
+ * Futures are carved in order from 4 KiB slabs of SLAB_FUTURES, each on a
+ * cache line of its own. A slab counts the futures
  * it has handed out and not had back; when the last comes back the slab
  * is empty, and an empty slab is kept for the next carving (up to
  * SPARE_MAX of them, shared by all threads) or given back to the
  * allocator. So a steady stream of tasks allocates nothing, a burst's
  * memory goes back once the burst is over, and a future that lives long
  * holds one slab, never a cache of others. */
-enum { SLAB_FUTURES = 31, SPARE_MAX = 64, FUTURE_STRIDE = 128 };
-_Static_assert(sizeof(fp_future) <= FUTURE_STRIDE, "a future fits its two cache lines");
+enum { SLAB_FUTURES = 63, SPARE_MAX = 64, FUTURE_STRIDE = 64 };
+_Static_assert(sizeof(fp_future) <= FUTURE_STRIDE, "a future fits its cache line");
+_Static_assert(SLAB_FUTURES < 1 << (TAG_ID_SHIFT - TAG_SLOT_SHIFT), "a slot fits its tag bits");
 
 typedef struct slab {
   /* Futures not yet back: SLAB_FUTURES from the start, until the thread
@@ -102,6 +132,10 @@ _Static_assert(sizeof(slab) <= FUTURE_STRIDE, "a slab's header fits before its f
 
 static fp_future *slab_future(slab *s, unsigned i) {
   return (fp_future *)((char *)s + FUTURE_STRIDE * (i + 1));
+}
+static slab *home_of(const fp_future *f) {
+  unsigned slot = (unsigned)(tag_of(f) >> TAG_SLOT_SHIFT) & ((1u << (TAG_ID_SHIFT - TAG_SLOT_SHIFT)) - 1);
+  return (slab *)((char *)f - FUTURE_STRIDE * (slot + 1));
 }
 
 /* AddressSanitizer still sees a freed future as freed. */
@@ -225,20 +259,16 @@ static fp_future *future_alloc(void) {
     c->carved = 0;
   }
   slab *s = c->s;
-  fp_future *f = slab_future(s, c->carved++);
-  if (c->carved < SLAB_FUTURES) { /* the next one, for writing: it is likely cold */
+  unsigned slot = c->carved++;
+  fp_future *f = slab_future(s, slot);
+  if (c->carved < SLAB_FUTURES) /* the next one, for writing: it is likely cold */
     __builtin_prefetch(slab_future(s, c->carved), 1);
-    __builtin_prefetch((char *)slab_future(s, c->carved) + 64, 1);
-  }
   if (!c->registered) carver_drop(c); /* one future from it, the rest given back */
   UNPOISON(f, FUTURE_STRIDE);
   memset(f, 0, sizeof *f);
-  f->home = s;
-  atomic_init(&f->mu, 0);
   atomic_init(&f->state, FP_PENDING);
   atomic_init(&f->refs, 1);
-  atomic_init(&f->cancel_requested, false);
-  atomic_init(&f->observed, false);
+  atomic_init(&f->tag, (uint64_t)slot << TAG_SLOT_SHIFT);
   return f;
 }
 
@@ -255,37 +285,57 @@ fp_future *fp__future_new_task(fp_executor *ex, fp_fn fn, void *arg,
   uint64_t id = atomic_fetch_add_explicit(&ex->next_id, 1, memory_order_relaxed) + 1;
   fp_future *f = future_alloc();
   if (!f) return NULL;
+  if (topt && (topt->arg_free || topt->result_free)) {
+    if (!(f->extra = fp__calloc(1, sizeof *f->extra))) {
+      slab_put(f, home_of(f));
+      return NULL;
+    }
+    f->extra->arg_free = topt->arg_free;
+    f->extra->result_free = topt->result_free;
+  }
   atomic_store_explicit(&f->refs, 2, memory_order_relaxed);
   f->fn = fn;
   f->arg = arg;
-  f->bytes = bytes;
-  if (topt) {
-    f->arg_free = topt->arg_free;
-    f->result_free = topt->result_free;
-  }
   f->ex = ex;
-  f->id = id;
+  atomic_store_explicit(&f->tag, tag_of(f) | id << TAG_ID_SHIFT | (bytes ? TAG_BYTES : 0),
+                        memory_order_relaxed);
   return f;
 }
 
+static uint64_t id_of(const fp_future *f) { return tag_of(f) >> TAG_ID_SHIFT; }
+
+/* Its outcome was looked at: no report when it is freed. */
+static void mark_observed(fp_future *f) {
+  uint64_t t = tag_of(f);
+  if (!(t & TAG_OBSERVED)) atomic_store_explicit(&f->tag, t | TAG_OBSERVED, memory_order_relaxed);
+}
+
+/* The failure of a failed future. */
+static const fp_error *error_of(const fp_future *f) { return &f->extra->error; }
+
 static void future_free(fp_future *f, bool run_destructors) {
-  for (callback *c = f->callbacks, *next; c; c = next) {
-    next = c->next;
-    fp__free(c);
+  for (fp__wait_node *n = f->listeners, *next; n; n = next) { /* callbacks never run */
+    next = n->next;
+    fp__free((callback *)n);
   }
+  unsigned state = atomic_load(&f->state);
+  extra *x = f->extra;
   if (run_destructors) {
-    unsigned state = atomic_load(&f->state) & ST_MASK;
-    if (state == FP_FINISHED && f->failed && !atomic_load(&f->observed))
+    if (failed_state(state) && !(tag_of(f) & TAG_OBSERVED))
       fp_log(FP_LOG_WARNING,
              "future %llu (task %p, arg %p) failed and nobody retrieved its error: %s: %s",
-             (unsigned long long)f->id, (void *)(uintptr_t)f->fn, f->arg,
-             fp_err_name(f->error.code), f->error.message);
-    if (state == FP_FINISHED && !f->failed && f->result && f->result_free)
-      f->result_free(f->result);
-    if (f->arg_free) f->arg_free(f->arg);
+             (unsigned long long)id_of(f), (void *)(uintptr_t)f->fn, f->arg,
+             fp_err_name(error_of(f)->code), error_of(f)->message);
+    if ((state & ST_MASK) == FP_FINISHED && !failed_state(state) && f->result && x &&
+        x->result_free)
+      x->result_free(f->result);
+    if (x && x->arg_free) x->arg_free(f->arg);
   }
-  fp__free(f->error_text);
-  slab_put(f, f->home);
+  if (x && x != &no_memory_for_error) {
+    fp__free(x->text);
+    fp__free(x);
+  }
+  slab_put(f, home_of(f));
 }
 
 void fp__future_discard(fp_future *f) { future_free(f, false); }
@@ -339,15 +389,23 @@ bool fp_future_cancelled(const fp_future *f) {
 
 fp_fn fp_future_fn(const fp_future *f) { return present(f, __func__) ? f->fn : NULL; }
 void *fp_future_arg(const fp_future *f) { return present(f, __func__) ? f->arg : NULL; }
-uint64_t fp_future_id(const fp_future *f) { return present(f, __func__) ? f->id : 0; }
+uint64_t fp_future_id(const fp_future *f) { return present(f, __func__) ? id_of(f) : 0; }
 
 /* ---- completing ---- */
 
-/* f is done and had listeners (mu held): wake every waiter and hand back
- * the callbacks for the caller to run once mu is released. */
-static callback *notify_locked(fp_future *f) {
-  for (fp__wait_node *n = f->waiters; n; n = n->next) {
+/* f is done and had listeners (LOCKED held): wake every waiter and hand
+ * back the callbacks, oldest first, for the caller to run once the lock is
+ * released. */
+static callback *notify_locked(fp_future *f, bool failed) {
+  callback *cbs = NULL; /* the list is newest first: prepending reverses it */
+  for (fp__wait_node *n = f->listeners, *next; n; n = next) {
+    next = n->next;
     fp__waiter *w = n->waiter;
+    if (!w) {
+      n->ready_next = cbs ? &cbs->node : NULL;
+      cbs = (callback *)n;
+      continue;
+    }
     pthread_mutex_lock(&w->mu);
     n->ready_next = NULL;
     if (w->ready_tail)
@@ -356,43 +414,39 @@ static callback *notify_locked(fp_future *f) {
       w->ready_head = n;
     w->ready_tail = n;
     w->ready++;
-    if (f->failed) w->failed++;
+    if (failed) w->failed++;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     n->linked = false;
   }
-  f->waiters = NULL;
-  callback *cbs = NULL, *c = f->callbacks; /* oldest first: reversed */
-  while (c) {
-    callback *next = c->next;
-    c->next = cbs;
-    cbs = c;
-    c = next;
-  }
-  f->callbacks = NULL;
+  f->listeners = NULL;
   return cbs;
 }
 
 static void run_callbacks(fp_future *f, callback *cbs) {
   while (cbs) {
-    callback *next = cbs->next;
+    callback *next = (callback *)cbs->node.ready_next;
     cbs->cb(f, cbs->userdata);
     fp__free(cbs);
     cbs = next;
   }
 }
 
-/* Publish a done state; tell the listeners, if any. */
-static void publish(fp_future *f, unsigned state) {
-  unsigned old = atomic_exchange(&f->state, state);
+/* Publish a done state (from COMPLETING, which only this thread leaves;
+ * add: ST_FAILED or 0); tell the listeners, if any. */
+static void publish(fp_future *f, unsigned state, unsigned add) {
+  unsigned old = atomic_load(&f->state);
+  while (!atomic_compare_exchange_weak(&f->state, &old, with_state(old, state) | add)) {
+  }
   if (!(old & ST_LISTENERS)) return;
-  lock(&f->mu);
-  callback *cbs = notify_locked(f);
-  unlock(&f->mu);
+  lock(f);
+  callback *cbs = notify_locked(f, add & ST_FAILED);
+  unlock(f);
   run_callbacks(f, cbs);
 }
 
-/* Mark that a listener is about to be linked (mu held); false if f is done. */
+/* Mark that a listener is about to be linked (LOCKED held); false if f is
+ * done. */
 static bool listen_locked(fp_future *f) {
   unsigned s = atomic_load(&f->state);
   do
@@ -410,17 +464,19 @@ static int finish(fp_future *f, void *result, bool failed, int code, char *text)
     if (v == FP_FINISHED || v == FP_CANCELLED || v == ST_COMPLETING) {
       fp__free(text);
       return fp__fail(FP_ESTATE, "future %llu is already done: its first outcome stays",
-                      (unsigned long long)f->id);
+                      (unsigned long long)id_of(f));
     }
-  } while (!atomic_compare_exchange_weak(&f->state, &s, ST_COMPLETING | (s & ST_LISTENERS)));
+  } while (!atomic_compare_exchange_weak(&f->state, &s, with_state(s, ST_COMPLETING)));
   f->result = result;
-  f->failed = failed;
-  if (failed) {
-    f->error.code = code ? code : FP_ETASK;
-    f->error_text = text;
-    f->error.message = text ? text : fp_strerror(f->error.code);
+  if (failed && !f->extra && !(f->extra = fp__calloc(1, sizeof *f->extra))) {
+    fp__free(text); /* a named error all the same: FP_ENOMEM */
+    f->extra = (extra *)&no_memory_for_error;
+  } else if (failed) {
+    f->extra->error.code = code ? code : FP_ETASK;
+    f->extra->text = text;
+    f->extra->error.message = text ? text : fp_strerror(f->extra->error.code);
   }
-  publish(f, FP_FINISHED);
+  publish(f, FP_FINISHED, failed ? ST_FAILED : 0);
   return 0;
 }
 
@@ -455,11 +511,11 @@ int fp_future_set_running(fp_future *f) {
   if (!f) return fp__einval("fp_future_set_running: future is NULL");
   unsigned s = atomic_load(&f->state);
   while ((s & ST_MASK) == FP_PENDING)
-    if (atomic_compare_exchange_weak(&f->state, &s, FP_RUNNING | (s & ST_LISTENERS))) return 0;
+    if (atomic_compare_exchange_weak(&f->state, &s, with_state(s, FP_RUNNING))) return 0;
   unsigned state = s & ST_MASK;
   if (state == FP_CANCELLED)
-    return fp__fail(FP_ECANCELED, "future %llu was cancelled", (unsigned long long)f->id);
-  return fp__fail(FP_ESTATE, "future %llu is not pending", (unsigned long long)f->id);
+    return fp__fail(FP_ECANCELED, "future %llu was cancelled", (unsigned long long)id_of(f));
+  return fp__fail(FP_ESTATE, "future %llu is not pending", (unsigned long long)id_of(f));
 }
 
 bool fp_future_cancel(fp_future *f) {
@@ -469,14 +525,14 @@ bool fp_future_cancel(fp_future *f) {
   }
   unsigned s = atomic_load(&f->state);
   while ((s & ST_MASK) == FP_PENDING) {
-    if (atomic_compare_exchange_weak(&f->state, &s, ST_COMPLETING | (s & ST_LISTENERS))) {
-      publish(f, FP_CANCELLED);
+    if (atomic_compare_exchange_weak(&f->state, &s, with_state(s, ST_COMPLETING))) {
+      publish(f, FP_CANCELLED, 0);
       return true;
     }
   }
   unsigned state = st_value(s);
   if (state == FP_RUNNING) {
-    atomic_store(&f->cancel_requested, true);
+    atomic_fetch_or(&f->state, ST_CANCEL_REQUESTED);
     /* An executor that can stop a running task (a process pool kills its
      * worker) hears of it; a thread's task only sees fp_cancel_requested. */
     if (f->ex && f->ex->vt->cancel_running) f->ex->vt->cancel_running(f->ex, f);
@@ -498,7 +554,7 @@ void fp__future_run(fp_future *f, fp__returned_fn returned, void *ctx) {
   current_task = outer;
   if (returned) returned(ctx, true);
   if (task.raised) {
-    if (result && f->result_free) f->result_free(result);
+    if (result && f->extra && f->extra->result_free) f->extra->result_free(result);
     finish(f, NULL, true, task.code, task.text);
   } else {
     finish(f, result, false, 0, NULL);
@@ -537,29 +593,42 @@ void *fp_raise(int code, const char *fmt, ...) {
 bool fp_cancel_requested(void) {
   fp_future *f = current_task ? current_task->f : NULL;
   if (!f) return false;
-  if (atomic_load_explicit(&f->cancel_requested, memory_order_relaxed)) return true;
+  if (atomic_load_explicit(&f->state, memory_order_relaxed) & ST_CANCEL_REQUESTED) return true;
   return f->ex && atomic_load_explicit(&f->ex->cancel_all, memory_order_relaxed);
 }
 
 /* ---- callbacks ---- */
 
+/* Link a waiter's node or a callback's unless f is done; false if done. */
+static bool link_listener(fp_future *f, fp__wait_node *node) {
+  node->future = f;
+  node->prev = NULL;
+  node->ready_next = NULL;
+  lock(f);
+  if (!listen_locked(f)) {
+    unlock(f);
+    node->linked = false;
+    return false;
+  }
+  node->next = f->listeners;
+  if (f->listeners) f->listeners->prev = node;
+  f->listeners = node;
+  node->linked = true;
+  unlock(f);
+  return true;
+}
+
 int fp_future_on_done(fp_future *f, fp_done_cb cb, void *userdata) {
   if (!f || !cb) return fp__einval("fp_future_on_done: %s is NULL", f ? "callback" : "future");
   callback *c = fp__malloc(sizeof *c);
   if (!c) return fp__fail(FP_ENOMEM, "fp_future_on_done: out of memory");
+  c->node.waiter = NULL;
   c->cb = cb;
   c->userdata = userdata;
-  c->next = NULL;
-  lock(&f->mu);
-  if (!listen_locked(f)) {
-    unlock(&f->mu);
+  if (!link_listener(f, &c->node)) {
     fp__free(c);
     cb(f, userdata);
-    return 0;
   }
-  c->next = f->callbacks;
-  f->callbacks = c;
-  unlock(&f->mu);
   return 0;
 }
 
@@ -581,38 +650,24 @@ void fp__waiter_destroy(fp__waiter *w) {
 }
 
 bool fp__waiter_add(fp__waiter *w, fp__wait_node *node, fp_future *f) {
-  node->future = f;
   node->waiter = w;
-  node->prev = NULL;
-  node->ready_next = NULL;
-  lock(&f->mu);
-  if (!listen_locked(f)) {
-    unlock(&f->mu);
-    node->linked = false;
-    return false;
-  }
-  node->next = f->waiters;
-  if (f->waiters) f->waiters->prev = node;
-  f->waiters = node;
-  node->linked = true;
-  unlock(&f->mu);
-  return true;
+  return link_listener(f, node);
 }
 
 void fp__waiter_remove(fp__wait_node *node) {
   fp_future *f = node->future;
   /* Taking the lock even when the node was unlinked waits out a completer
    * that may still be signalling this waiter. */
-  lock(&f->mu);
+  lock(f);
   if (node->linked) {
     if (node->prev)
       node->prev->next = node->next;
     else
-      f->waiters = node->next;
+      f->listeners = node->next;
     if (node->next) node->next->prev = node->prev;
     node->linked = false;
   }
-  unlock(&f->mu);
+  unlock(f);
 }
 
 fp__wait_node *fp__waiter_pop(fp__waiter *w, const fp__deadline *d) {
@@ -692,14 +747,14 @@ int fp_future_wait(fp_future *f, double timeout_s) {
   if (!f) return fp__einval("fp_future_wait: future is NULL");
   if (is_done_state(atomic_load(&f->state))) return 0;
   if (timeout_s == 0)
-    return fp__fail(FP_ETIMEDOUT, "future %llu is not done", (unsigned long long)f->id);
+    return fp__fail(FP_ETIMEDOUT, "future %llu is not done", (unsigned long long)id_of(f));
   fp__deadline d = fp__deadline_in(timeout_s);
   int rc = 0;
   bool helping = helper && f->ex && helper->ex == f->ex;
   if (helping ? help_until_done(f, &d, &rc) : spin_until_done(f) || wait_sleeping(f, &d, &rc))
     return 0;
   if (rc) return rc;
-  return fp__fail(FP_ETIMEDOUT, "future %llu not done within %g s", (unsigned long long)f->id,
+  return fp__fail(FP_ETIMEDOUT, "future %llu not done within %g s", (unsigned long long)id_of(f),
                   timeout_s);
 }
 
@@ -708,10 +763,11 @@ int fp_future_result(fp_future *f, double timeout_s, void **out) {
   if (out) *out = NULL;
   int rc = fp_future_wait(f, timeout_s);
   if (rc) return rc;
-  atomic_store_explicit(&f->observed, true, memory_order_relaxed);
-  if ((atomic_load(&f->state) & ST_MASK) == FP_CANCELLED)
-    return fp__fail(FP_ECANCELED, "future %llu was cancelled", (unsigned long long)f->id);
-  if (f->failed) return fp__fail(f->error.code, "%s", f->error.message);
+  mark_observed(f);
+  unsigned s = atomic_load(&f->state);
+  if ((s & ST_MASK) == FP_CANCELLED)
+    return fp__fail(FP_ECANCELED, "future %llu was cancelled", (unsigned long long)id_of(f));
+  if (s & ST_FAILED) return fp__fail(error_of(f)->code, "%s", error_of(f)->message);
   if (out) *out = f->result;
   return 0;
 }
@@ -721,7 +777,8 @@ const fp_error *fp_future_error(fp_future *f) {
     fp__einval("fp_future_error: future is NULL");
     return NULL;
   }
-  if ((atomic_load(&f->state) & ST_MASK) != FP_FINISHED) return NULL;
-  atomic_store_explicit(&f->observed, true, memory_order_relaxed);
-  return f->failed ? &f->error : NULL;
+  unsigned s = atomic_load(&f->state);
+  if ((s & ST_MASK) != FP_FINISHED) return NULL;
+  mark_observed(f);
+  return s & ST_FAILED ? error_of(f) : NULL;
 }

@@ -294,6 +294,87 @@ START_TEST(retrieved_error_is_not_reported) {
 }
 END_TEST
 
+/* calloc fails while failing_callocs is raised: the error block of a
+ * failed task is the only calloc a warm pool makes. */
+static atomic_bool failing_callocs;
+static void *calloc_unless_failing(size_t count, size_t size) {
+  return atomic_load(&failing_callocs) ? NULL : calloc(count, size);
+}
+
+START_TEST(an_error_that_cannot_be_recorded_is_enomem) {
+  capture_start();
+  ck_assert_int_eq(fp_set_allocator(malloc, calloc_unless_failing, realloc, free), 0);
+  fp_executor *ex = new_pool(1);
+  fp_future *warm, *plain, *with_destructors;
+  ck_assert_int_eq(fp_submit(ex, task_identity, NULL, &warm), 0);
+  ck_assert_int_eq(fp_future_wait(warm, LONG_WAIT), 0);
+  fp_task_options topt = {count_arg_free, count_result_free};
+  ck_assert_int_eq(fp_submit_ex(ex, task_fail, malloc(8), &topt, -1, &with_destructors), 0);
+  ck_assert_int_eq(fp_future_wait(with_destructors, LONG_WAIT), 0);
+
+  atomic_store(&failing_callocs, true);
+  ck_assert_int_eq(fp_submit(ex, task_fail, (void *)7, &plain), 0);
+  ck_assert_int_eq(fp_future_result(plain, LONG_WAIT, NULL), FP_ENOMEM);
+  ck_assert(strstr(fp_last_error_message(), "out of memory recording the task's error"));
+  ck_assert_int_eq(fp_future_error(plain)->code, FP_ENOMEM);
+  /* a submit with destructors holds its block already: the error is kept */
+  ck_assert_int_eq(fp_future_result(with_destructors, 0, NULL), -5);
+  ck_assert(strstr(fp_future_error(with_destructors)->message, "failed on purpose"));
+  atomic_store(&failing_callocs, false);
+
+  fp_future_release(warm);
+  fp_future_release(plain);
+  fp_future_release(with_destructors);
+  fp_executor_free(ex);
+  fp_reset_allocator();
+}
+END_TEST
+
+typedef struct timed_wait {
+  fp_future *f;
+  double timeout;
+  int rc;
+} timed_wait;
+static void *wait_for(void *arg) {
+  timed_wait *w = arg;
+  w->rc = fp_future_wait(w->f, w->timeout);
+  return NULL;
+}
+
+/* Waiters and callbacks share one list on the future: a waiter that gives
+ * up leaves from between callbacks, and the rest still hear of the end. */
+START_TEST(waiters_and_callbacks_share_the_listener_list) {
+  for (int round = 0; round < 200; round++) {
+    fp_future *f;
+    fp_future_new(&f);
+    cb_log log = {{0}, 0, {0}};
+    timed_wait patient = {f, LONG_WAIT, -1}, impatient = {f, 0.001, -1};
+    pthread_t a, b;
+    ck_assert_int_eq(fp_future_on_done(f, cb1, &log), 0);
+    pthread_create(&a, NULL, wait_for, &patient);
+    pthread_create(&b, NULL, wait_for, &impatient);
+    ck_assert_int_eq(fp_future_on_done(f, cb2, &log), 0);
+    pthread_join(b, NULL);
+    ck_assert_int_eq(impatient.rc, FP_ETIMEDOUT);
+    ck_assert_int_eq(fp_future_on_done(f, cb3, &log), 0);
+    ck_assert_int_eq(fp_future_set_result(f, (void *)99), 0);
+    pthread_join(a, NULL);
+    ck_assert_int_eq(patient.rc, 0);
+    ck_assert_int_eq(log.n, 3);
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(log.order[i], i + 1);
+    fp_future_release(f);
+  }
+  /* callbacks of a future that never completes are freed with it */
+  fp_future *never;
+  fp_future_new(&never);
+  cb_log log = {{0}, 0, {0}};
+  ck_assert_int_eq(fp_future_on_done(never, cb1, &log), 0);
+  ck_assert_int_eq(fp_future_on_done(never, cb2, &log), 0);
+  fp_future_release(never);
+  ck_assert_int_eq(log.n, 0);
+}
+END_TEST
+
 START_TEST(bad_arguments_are_einval_with_a_log_line) {
   capture_start();
   ck_assert_int_eq(fp_future_new(NULL), FP_EINVAL);
@@ -329,4 +410,5 @@ TEST_MAIN("future", states_pending_running_finished, cancel_semantics,
           set_twice_is_invalid_state_and_first_stays, callbacks_in_order_in_completing_thread,
           callbacks_run_on_cancel, references_and_destructors,
           unretrieved_error_is_reported_at_last_release, retrieved_error_is_not_reported,
+          an_error_that_cannot_be_recorded_is_enomem, waiters_and_callbacks_share_the_listener_list,
           bad_arguments_are_einval_with_a_log_line)
