@@ -1,8 +1,10 @@
 /* thread_pool.c - the thread pool executor.
  *
- * Work lives in deques (deque.h). Submissions from outside the pool go to
- * a shared one, pushed under a lock and taken by workers in batches
- * without one. Each worker has two: its tasks' own submissions, which it
+ * Work lives in deques (deque.h). A thread outside the pool submits into a
+ * lane of its own, pushed with plain stores: no lock, no fence (below,
+ * "Lanes"); past LANES_MAX such threads, or on a bounded pool, into a
+ * shared deque under a lock. Workers take both in batches without a lock.
+ * Each worker has two: its tasks' own submissions, which it
  * runs newest first (a task's children before older work, which keeps
  * fan-out/fan-in shallow), and an inbox for the batch it took from the
  * shared deque, which everyone, itself included, takes oldest first, so
@@ -16,9 +18,16 @@
 #define _GNU_SOURCE
 #include "deque.h"
 
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 enum {
   DEQUE_CAPACITY = 256, /* first ring of each deque; they grow */
@@ -33,6 +42,47 @@ enum {
 };
 #define WORKER_SPIN_S 50e-6 /* how long an idle worker looks before it sleeps */
 enum { SPIN_PAUSE_MAX = 32 }; /* pauses between two looks, at most */
+enum { LANES_MAX = 8, LANE_CACHE = 4 };
+
+/* ---- Lanes ----
+ * A submitter needs one ordering a plain store does not give: its push
+ * before its look at the sleepers (else both it and a worker falling
+ * asleep can miss the other). Here the side that seldom runs pays for it:
+ * a worker about to sleep, and shutdown, issue membarrier(), a barrier on
+ * every core running this process, and a submitter into its own lane
+ * needs only to keep the compiler from reordering. Without membarrier
+ * (not Linux, an old kernel, valgrind) there are no lanes and the
+ * submit-side fences stay. */
+typedef struct lane {
+  fp__deque dq; /* pushed by its owner thread only */
+  /* Written by the owner at every submit, read by shutdown. */
+  _Alignas(FP__APART) atomic_bool busy; /* between its look at the flags and its push */
+  atomic_uint_fast64_t submitted;
+  atomic_bool ready;           /* dq is set up (release) */
+  _Atomic(const void *) owner; /* its thread's lane_cache: unique among live threads */
+} lane;
+
+/* The lanes this thread owns, by pool serial (unique for the process's
+ * life, unlike a pool's address); lane NULL: none to be had there. */
+typedef struct lane_ref {
+  uint64_t serial;
+  struct lane *lane;
+} lane_ref;
+static _Thread_local lane_ref lane_cache[LANE_CACHE];
+static _Thread_local unsigned lane_cache_next;
+static atomic_uint_fast64_t pool_serials;
+
+/* FP_MEMBARRIER=0 in the environment turns lanes off (a diagnostic, and
+ * how the tests cover the other path). */
+static bool membarrier_ready(void) {
+  const char *env = getenv("FP_MEMBARRIER");
+  if (env && !strcmp(env, "0")) return false;
+#if defined(__linux__) && defined(SYS_membarrier)
+  return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+#else
+  return false;
+#endif
+}
 
 typedef struct worker {
   fp__deque dq;    /* its tasks' submissions: popped newest first by it */
@@ -45,6 +95,7 @@ typedef struct worker {
   _Alignas(FP__APART) atomic_uint_fast64_t completed;
   atomic_uint_fast64_t submitted; /* by its tasks, into dq */
   unsigned rng;                   /* where to start stealing */
+  size_t next_source;             /* where to start taking outside work */
   /* Sleeping (pool mu): */
   pthread_cond_t cv;
   bool asleep, woken;
@@ -59,6 +110,9 @@ typedef struct thread_pool {
   size_t capacity; /* of the shared deque, 0: unbounded */
   worker *workers; /* max_workers slots */
   atomic_size_t started; /* slots in use (release: a slot is ready) */
+  bool asymmetric; /* membarrier works: pushes need no fence, lanes are on */
+  uint64_t serial;
+  atomic_size_t lanes_claimed; /* may exceed LANES_MAX: only the first are lanes */
 
   fp__deque shared; /* from outside the pool; pushed under submit_mu */
   _Alignas(FP__APART) pthread_mutex_t submit_mu;
@@ -83,9 +137,37 @@ typedef struct thread_pool {
   int (*initializer)(void *arg);
   void *initializer_arg;
   char prefix[11];
+  lane lanes[LANES_MAX];
 } thread_pool;
 
 static _Thread_local worker *current_worker; /* the worker this thread is */
+
+/* The push before what follows: free where a sleeper's membarrier orders it. */
+static void push_fence(thread_pool *p) {
+  if (p->asymmetric)
+    atomic_signal_fence(memory_order_seq_cst);
+  else
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* Every thread's stores so far visible to this one's loads from here on. */
+static void heavy_fence(thread_pool *p) {
+#if defined(__linux__) && defined(SYS_membarrier)
+  /* Cannot fail once registered (membarrier(2)). */
+  if (p->asymmetric) syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+#endif
+  atomic_thread_fence(memory_order_seq_cst);
+}
+
+static size_t lanes_in_use(thread_pool *p) {
+  size_t n = atomic_load_explicit(&p->lanes_claimed, memory_order_acquire);
+  return n < LANES_MAX ? n : LANES_MAX;
+}
+
+/* Lane i's deque, NULL if it is not set up (yet or ever). */
+static fp__deque *lane_deque(thread_pool *p, size_t i) {
+  return atomic_load_explicit(&p->lanes[i].ready, memory_order_acquire) ? &p->lanes[i].dq : NULL;
+}
 
 static bool fully_started(thread_pool *p) {
   return atomic_load_explicit(&p->started, memory_order_relaxed) >= (size_t)p->base.max_workers;
@@ -95,6 +177,10 @@ static bool fully_started(thread_pool *p) {
 
 static bool any_work(thread_pool *p) {
   if (fp__deque_size(&p->shared)) return true;
+  for (size_t i = 0, lanes = lanes_in_use(p); i < lanes; i++) {
+    fp__deque *d = lane_deque(p, i);
+    if (d && fp__deque_size(d)) return true;
+  }
   size_t n = atomic_load_explicit(&p->started, memory_order_acquire);
   for (size_t i = 0; i < n; i++)
     if (fp__deque_size(&p->workers[i].dq) || fp__deque_size(&p->workers[i].inbox)) return true;
@@ -109,7 +195,7 @@ static void space_freed(thread_pool *p) {
   }
 }
 
-/* From the shared deque: one task, or a batch of them when a few are
+/* From the shared deque or a lane: one task, or a batch of them when a few are
  * queued (a share, so that the other workers get theirs). A batch saves
  * CASes on the deque's top and, above all, trips of the deque's lines
  * between the submitter's core and this one; two batches may start out
@@ -122,13 +208,13 @@ static void space_freed(thread_pool *p) {
  * LAG_BATCH are queued and the queue grows, wait a moment for a batch.
  * A queue that does not grow (a burst, a lone task) is taken at once;
  * a worker back from idle never lags (round-trip latency). */
-static fp_future *take_shared(thread_pool *p, worker *w, bool lag) {
-  if (fp__deque_size(&p->shared) == 0 || fp__deque_size(&w->inbox)) return NULL;
+static fp_future *take_outside(thread_pool *p, worker *w, fp__deque *d, bool lag) {
+  if (fp__deque_size(d) == 0 || fp__deque_size(&w->inbox)) return NULL;
   size_t workers = atomic_load_explicit(&p->started, memory_order_relaxed);
-  size_t queued = (size_t)fp__deque_size(&p->shared);
+  size_t queued = (size_t)fp__deque_size(d);
   for (int k = 0; lag && queued < LAG_BATCH && k < LAG_LOOKS; k++) {
     for (int j = 0; j < LAG_PAUSES; j++) fp__cpu_relax();
-    size_t now = (size_t)fp__deque_size(&p->shared);
+    size_t now = (size_t)fp__deque_size(d);
     bool growing = now > queued;
     queued = now;
     if (!growing) break;
@@ -139,8 +225,8 @@ static fp_future *take_shared(thread_pool *p, worker *w, bool lag) {
   fp_future *batch[BATCH_MAX];
   size_t n;
   if (want > 1) atomic_fetch_add(&p->moving, 1); /* others wait for these first */
-  for (int tries = 0; !(n = fp__deque_steal_batch(&p->shared, batch, want)); tries++)
-    if (tries == 4 || !fp__deque_size(&p->shared)) break;
+  for (int tries = 0; !(n = fp__deque_steal_batch(d, batch, want)); tries++)
+    if (tries == 4 || !fp__deque_size(d)) break;
   /* The inbox has room for a batch whenever it is empty: it cannot fail. */
   for (size_t i = 1; i < n; i++) fp__deque_push(&w->inbox, batch[i]);
   if (want > 1) atomic_fetch_sub(&p->moving, 1);
@@ -164,9 +250,25 @@ static fp_future *steal_from_others(thread_pool *p, worker *w, bool inboxes) {
   return NULL;
 }
 
+/* Outside submissions: the shared deque and the lanes, each worker starting
+ * one further on each time, so that none waits behind a busy one. */
+static fp_future *take_any_outside(thread_pool *p, worker *w, bool lag) {
+  size_t sources = 1 + lanes_in_use(p);
+  for (size_t k = 0; k < sources; k++) {
+    size_t i = (w->next_source + k) % sources;
+    fp__deque *d = i ? lane_deque(p, i - 1) : &p->shared;
+    fp_future *f = d ? take_outside(p, w, d, lag) : NULL;
+    if (f) {
+      w->next_source = i + 1;
+      return f;
+    }
+  }
+  return NULL;
+}
+
 /* Own work first, newest first; then outside submissions, oldest first
- * (the inboxes hold older ones than the shared deque); then the other
- * workers' own work. lag: see take_shared. */
+ * (the inboxes hold older ones than the shared deque and the lanes); then
+ * the other workers' own work. lag: see take_outside. */
 static fp_future *find_work(thread_pool *p, worker *w, bool lag) {
   fp_future *f = fp__deque_pop(&w->dq);
   while (!f && fp__deque_size(&w->inbox)) f = fp__deque_steal(&w->inbox);
@@ -177,7 +279,7 @@ static fp_future *find_work(thread_pool *p, worker *w, bool lag) {
     fp__cpu_relax();
     f = steal_from_others(p, w, true);
   }
-  if (!f) f = take_shared(p, w, lag);
+  if (!f) f = take_any_outside(p, w, lag);
   if (!f) f = steal_from_others(p, w, false);
   return f;
 }
@@ -242,24 +344,38 @@ static fp_future *spin_for_work(thread_pool *p, worker *w) {
   return f;
 }
 
-/* Sleep until woken. A worker becomes a sleeper under submit_mu, and so
- * do submitters look at the sleepers after a push to the shared deque: a
- * push either comes first and is seen here, or sees this sleeper, with no
- * fence on the submit path. Pushes to the workers' own deques pair the
- * seq_cst raise of sleepers with a fence (pool_submit). */
+/* Sleep until woken. A worker becomes a sleeper, then looks for work once
+ * more; a submitter pushes, then looks at the sleepers. One of the two
+ * sees the other. For the shared deque submit_mu orders them: both happen
+ * under it. For the lanes and the workers' own deques, pushed with no
+ * fence, the heavy fence does (see Lanes). */
 static void sleep_until_woken(thread_pool *p, worker *w) {
   pthread_mutex_lock(&p->submit_mu); /* before mu, as in grow() */
   pthread_mutex_lock(&p->mu);
   w->asleep = true;
   w->woken = false;
   atomic_fetch_add(&p->sleepers, 1);
-  bool idle = !any_work(p) && !stopping(p);
+  pthread_mutex_unlock(&p->mu);
   pthread_mutex_unlock(&p->submit_mu);
-  if (idle)
+  heavy_fence(p); /* a wake-up meanwhile sets woken: seen below */
+  pthread_mutex_lock(&p->mu);
+  if (!any_work(p) && !stopping(p))
     while (!w->woken) pthread_cond_wait(&w->cv, &p->mu);
   if (!w->woken) atomic_fetch_sub(&p->sleepers, 1);
   w->asleep = false;
   pthread_mutex_unlock(&p->mu);
+}
+
+/* After raising a flag that lane submitters look at (shut_down, broken):
+ * once this returns, every lane submitter has either seen the flag and
+ * pushed nothing, or finished its push, which is visible here. */
+static void quiet_lanes(thread_pool *p) {
+  heavy_fence(p);
+  for (size_t i = 0, lanes = lanes_in_use(p); i < lanes; i++)
+    for (unsigned k = 1; atomic_load_explicit(&p->lanes[i].busy, memory_order_acquire); k++) {
+      fp__cpu_relax(); /* a push takes nanoseconds, unless its thread is preempted */
+      if (k % 64 == 0) sched_yield();
+    }
 }
 
 /* ---- running tasks ---- */
@@ -298,13 +414,17 @@ static bool help_run_one(fp__helper *h) {
 /* ---- breaking, draining ---- */
 
 /* Take every queued task (shutdown's cancel, a broken pool): the shared
- * deque and every worker's, as a thief, so running workers may go on. */
+ * deque, the lanes and every worker's, as a thief, so running workers may
+ * go on. */
 static void drain(thread_pool *p, int code, const char *message) {
   size_t n = atomic_load_explicit(&p->started, memory_order_acquire);
-  for (size_t i = 0; i <= 2 * n; i++) {
-    fp__deque *d = i == 2 * n ? &p->shared : i % 2 ? &p->workers[i / 2].inbox : &p->workers[i / 2].dq;
+  for (size_t i = 0; i <= 2 * n + LANES_MAX; i++) {
+    fp__deque *d = i >= 2 * n + 1 ? lane_deque(p, i - 2 * n - 1)
+                   : i == 2 * n   ? &p->shared
+                   : i % 2        ? &p->workers[i / 2].inbox
+                                  : &p->workers[i / 2].dq;
     fp_future *f;
-    while (fp__deque_size(d))
+    while (d && fp__deque_size(d))
       if ((f = fp__deque_steal(d)) != NULL) {
         if (code)
           fp__future_fail_static(f, code, message);
@@ -328,6 +448,7 @@ static void break_pool(thread_pool *p, int code) {
   if (!first) return;
   fp_log(FP_LOG_ERROR, "thread pool initializer failed with %d (%s): the pool is broken", code,
          fp_err_name(code));
+  quiet_lanes(p);
   drain(p, FP_EBROKEN, p->broken_message);
   wake_all(p);
   pthread_mutex_lock(&p->submit_mu);
@@ -436,10 +557,59 @@ static int grow(thread_pool *p, fp__deque *d, size_t n) {
 
 /* ---- the executor interface ---- */
 
+/* shut_down is raised first, shutting_down once no push is under way. */
 static int refusal(thread_pool *p) {
-  if (atomic_load(&p->broken)) return fp__fail(FP_EBROKEN, "%s", p->broken_message);
-  if (atomic_load(&p->shutting_down))
+  if (atomic_load_explicit(&p->broken, memory_order_relaxed))
+    return fp__fail(FP_EBROKEN, "%s", p->broken_message);
+  if (atomic_load_explicit(&p->base.shut_down, memory_order_relaxed))
     return fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown");
+  return 0;
+}
+
+/* The calling thread's lane in p, claimed on its first submit; NULL where
+ * there is none (no membarrier, a bounded pool, LANES_MAX taken, no
+ * memory): the shared deque then. */
+static lane *my_lane(thread_pool *p) {
+  if (!p->asymmetric || p->capacity) return NULL;
+  for (unsigned k = 0; k < LANE_CACHE; k++)
+    if (lane_cache[k].serial == p->serial) return lane_cache[k].lane;
+  /* Not in the cache: this thread may own one all the same (the cache
+   * holds LANE_CACHE pools), or inherit one from an exited thread whose
+   * thread-local block it reuses. Else a new one. */
+  lane *l = NULL;
+  for (size_t i = 0, lanes = lanes_in_use(p); i < lanes && !l; i++)
+    if (atomic_load(&p->lanes[i].owner) == (const void *)lane_cache && lane_deque(p, i))
+      l = &p->lanes[i];
+  if (!l) {
+    size_t i = atomic_fetch_add(&p->lanes_claimed, 1);
+    l = i < LANES_MAX ? &p->lanes[i] : NULL;
+    if (l && fp__deque_init(&l->dq, DEQUE_CAPACITY)) l = NULL; /* stays unready: skipped */
+    if (l) {
+      atomic_store(&l->owner, (const void *)lane_cache);
+      atomic_store_explicit(&l->ready, true, memory_order_release);
+    }
+  }
+  lane_cache[lane_cache_next++ % LANE_CACHE] = (lane_ref){p->serial, l};
+  return l;
+}
+
+/* Into the caller's own lane: no lock, no fence (see Lanes). busy spans
+ * the look at the flags and the push, for quiet_lanes. */
+static int lane_submit(thread_pool *p, lane *l, fp_future *f) {
+  atomic_store_explicit(&l->busy, true, memory_order_relaxed);
+  push_fence(p); /* busy, then the flags */
+  int rc = refusal(p);
+  if (!rc) rc = grow(p, &l->dq, 1);
+  if (!rc && fp__deque_push(&l->dq, f))
+    rc = fp__fail(FP_ENOMEM, "thread pool: no memory to queue a task");
+  if (!rc)
+    atomic_store_explicit(&l->submitted,
+                          atomic_load_explicit(&l->submitted, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+  atomic_store_explicit(&l->busy, false, memory_order_release);
+  if (rc) return rc;
+  push_fence(p); /* the push, then the sleepers */
+  wake_one(p, atomic_load_explicit(&p->sleepers, memory_order_relaxed));
   return 0;
 }
 
@@ -470,10 +640,12 @@ static int pool_submit(fp_executor *ex, fp_future *f, double timeout_s) {
     atomic_store_explicit(&w->submitted,
                           atomic_load_explicit(&w->submitted, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    atomic_thread_fence(memory_order_seq_cst); /* the push, then the sleepers */
-    wake_one(p, atomic_load(&p->sleepers));
+    push_fence(p); /* the push, then the sleepers */
+    wake_one(p, atomic_load_explicit(&p->sleepers, memory_order_relaxed));
     return 0;
   }
+  lane *l = my_lane(p);
+  if (l) return lane_submit(p, l, f);
   fp__deadline d = {{0, 0}, true};
   bool timed = false;
   pthread_mutex_lock(&p->submit_mu);
@@ -530,12 +702,13 @@ static bool pool_is_own_thread(const fp_executor *ex) {
 static int pool_shutdown(fp_executor *ex, bool wait, bool cancel_futures,
                          const fp__deadline *d) {
   thread_pool *p = (thread_pool *)ex;
-  pthread_mutex_lock(&p->submit_mu); /* no push is half done */
-  atomic_store(&p->shutting_down, true);
+  pthread_mutex_lock(&p->submit_mu); /* no push to the shared deque is half done */
   atomic_store(&p->base.shut_down, true);
   if (cancel_futures) atomic_store(&p->base.cancel_all, true);
   pthread_cond_broadcast(&p->space_cv);
   pthread_mutex_unlock(&p->submit_mu);
+  quiet_lanes(p); /* nor to a lane: what was submitted is queued */
+  atomic_store(&p->shutting_down, true); /* workers may exit once it is done */
   if (cancel_futures) drain(p, 0, NULL);
   wake_all(p);
   if (!wait) return 0;
@@ -564,6 +737,8 @@ static void pool_destroy(fp_executor *ex) {
     fp__deque_destroy(&p->workers[i].dq);
   }
   fp__deque_destroy(&p->shared);
+  for (size_t i = 0, lanes = lanes_in_use(p); i < lanes; i++)
+    if (lane_deque(p, i)) fp__deque_destroy(&p->lanes[i].dq);
   pthread_cond_destroy(&p->space_cv);
   pthread_cond_destroy(&p->exit_cv);
   pthread_mutex_destroy(&p->submit_mu);
@@ -582,6 +757,11 @@ static void pool_stats(const fp_executor *ex, fp_executor_stats *out) {
   out->queued = (size_t)fp__deque_size(&p->shared);
   out->submitted = atomic_load(&p->submitted);
   out->completed = 0;
+  for (size_t i = 0, lanes = lanes_in_use(p); i < lanes; i++)
+    if (lane_deque(p, i)) {
+      out->queued += (size_t)fp__deque_size(&p->lanes[i].dq);
+      out->submitted += atomic_load(&p->lanes[i].submitted);
+    }
   for (size_t i = 0; i < n; i++) {
     out->queued += (size_t)fp__deque_size(&p->workers[i].dq);
     out->queued += (size_t)fp__deque_size(&p->workers[i].inbox);
@@ -637,6 +817,8 @@ int fp_thread_pool_new(const fp_thread_pool_options *opt, fp_executor **out) {
   fp__executor_init(&p->base, &thread_pool_vtable, opt->max_workers);
   p->workers = workers;
   p->capacity = (size_t)opt->queue_capacity;
+  p->asymmetric = membarrier_ready();
+  p->serial = atomic_fetch_add(&pool_serials, 1) + 1;
   p->initializer = opt->initializer;
   p->initializer_arg = opt->initializer_arg;
   snprintf(p->prefix, sizeof p->prefix, "%s",

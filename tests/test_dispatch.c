@@ -6,6 +6,11 @@
 #include "helpers.h"
 
 #include <limits.h>
+#ifdef __linux__
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static fp_executor *fib_pool;
 
@@ -205,7 +210,151 @@ START_TEST(racing_submitters_and_stealing_lose_nothing) {
 }
 END_TEST
 
+/* ---- lanes: outside threads submitting into lanes of their own ---- */
+
+/* Whether this process has lanes (thread_pool.c: membarrier, unless
+ * FP_MEMBARRIER=0): what ordering to expect between submitting threads. */
+static bool lanes_expected(void) {
+  const char *env = getenv("FP_MEMBARRIER");
+  if (env && !strcmp(env, "0")) return false;
+#if defined(__linux__) && defined(SYS_membarrier)
+  return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+#else
+  return false;
+#endif
+}
+
+enum { MANY_THREADS = 12, MANY_TASKS = 300 }; /* more threads than a pool has lanes */
+static void *submit_and_check(void *arg) {
+  fp_executor *ex = arg;
+  fp_future *fs[MANY_TASKS];
+  for (intptr_t i = 0; i < MANY_TASKS; i++)
+    ck_assert_int_eq(fp_submit(ex, task_double, (void *)i, &fs[i]), 0);
+  for (intptr_t i = 0; i < MANY_TASKS; i++) {
+    void *r;
+    ck_assert_int_eq(fp_future_result(fs[i], LONG_WAIT, &r), 0);
+    ck_assert_int_eq((intptr_t)r, 2 * i);
+    fp_future_release(fs[i]);
+  }
+  return NULL;
+}
+
+START_TEST(more_submitting_threads_than_lanes_lose_nothing) {
+  for (int round = 0; round < 10; round++) {
+    fp_executor *ex = new_pool(1 + round % 3);
+    pthread_t th[MANY_THREADS];
+    for (int i = 0; i < MANY_THREADS; i++) pthread_create(&th[i], NULL, submit_and_check, ex);
+    for (int i = 0; i < MANY_THREADS; i++) pthread_join(th[i], NULL);
+    fp_executor_stats st;
+    fp_executor_get_stats(ex, &st);
+    ck_assert_uint_eq(st.submitted, MANY_THREADS * MANY_TASKS);
+    ck_assert_uint_eq(st.completed, MANY_THREADS * MANY_TASKS);
+    ck_assert_uint_eq(st.queued, 0);
+    ck_assert_int_eq(fp_executor_free(ex), 0);
+  }
+}
+END_TEST
+
+/* One thread, pools made and freed in turn, two at a time: each submit
+ * reaches its own pool (a new pool may reuse a freed one's address). */
+START_TEST(one_thread_submits_to_many_pools_in_turn) {
+  fp_executor *old = new_pool(1);
+  for (int round = 0; round < 30; round++) {
+    fp_executor *young = new_pool(1 + round % 2);
+    for (intptr_t i = 0; i < 50; i++) {
+      fp_future *a, *b;
+      void *ra, *rb;
+      ck_assert_int_eq(fp_submit(old, task_double, (void *)i, &a), 0);
+      ck_assert_int_eq(fp_submit(young, task_identity, (void *)i, &b), 0);
+      ck_assert_int_eq(fp_future_result(a, LONG_WAIT, &ra), 0);
+      ck_assert_int_eq(fp_future_result(b, LONG_WAIT, &rb), 0);
+      ck_assert_int_eq((intptr_t)ra, 2 * i);
+      ck_assert_int_eq((intptr_t)rb, i);
+      fp_future_release(a);
+      fp_future_release(b);
+    }
+    fp_executor_stats st;
+    fp_executor_get_stats(young, &st);
+    ck_assert_uint_eq(st.submitted, 50);
+    ck_assert_int_eq(fp_executor_free(young), 0);
+  }
+  ck_assert_int_eq(fp_executor_free(old), 0);
+}
+END_TEST
+
+enum { BACKLOG = 1500 };
+static atomic_int backlog_done;
+static void *count_done(void *arg) {
+  atomic_fetch_add(&backlog_done, 1);
+  return arg;
+}
+static void *done_so_far(void *arg) {
+  (void)arg;
+  return (void *)(intptr_t)atomic_load(&backlog_done);
+}
+typedef struct lone_submit {
+  fp_executor *ex;
+  fp_future *f;
+} lone_submit;
+static void *submit_lone_task(void *arg) {
+  lone_submit *l = arg;
+  ck_assert_int_eq(fp_submit(l->ex, done_so_far, NULL, &l->f), 0);
+  return NULL;
+}
+
+/* Submit to each pool in turn, passes times, and wait. */
+static void submit_round_robin(fp_executor **pools, int n, int passes) {
+  for (int pass = 0; pass < passes; pass++)
+    for (int i = 0; i < n; i++) {
+      fp_future *f;
+      ck_assert_int_eq(fp_submit(pools[i], task_identity, NULL, &f), 0);
+      ck_assert_int_eq(fp_future_wait(f, LONG_WAIT), 0);
+      fp_future_release(f);
+    }
+}
+
+/* One worker, held; one thread queues a backlog, then another thread one
+ * task. With lanes, the workers take the threads' lanes in turn: the lone
+ * task starts within the first batches. Without, there is one queue: it
+ * starts after the whole backlog, as in Python. First this thread submits
+ * to more pools in turn than it keeps lanes of in its cache: it must find
+ * its lane again each time, not use up the pool's. */
+START_TEST(a_submitter_backlog_does_not_hold_up_another_thread) {
+  bool lanes = lanes_expected();
+  for (int round = 0; round < 5; round++) {
+    atomic_store(&backlog_done, 0);
+    fp_executor *ex = new_pool(1), *pools[6] = {ex};
+    for (int i = 1; i < 6; i++) pools[i] = new_pool(1);
+    submit_round_robin(pools, 6, 10);
+    for (int i = 1; i < 6; i++) fp_executor_free(pools[i]);
+    gate g;
+    gate_init(&g);
+    fp_future *held, *backlog[BACKLOG];
+    ck_assert_int_eq(fp_submit(ex, task_wait_gate, &g, &held), 0);
+    ck_assert(gate_wait_arrived(&g, 1));
+    for (int i = 0; i < BACKLOG; i++) ck_assert_int_eq(fp_submit(ex, count_done, NULL, &backlog[i]), 0);
+    lone_submit lone = {ex, NULL};
+    pthread_t th;
+    pthread_create(&th, NULL, submit_lone_task, &lone);
+    pthread_join(th, NULL);
+    gate_open(&g);
+    void *before;
+    ck_assert_int_eq(fp_future_result(lone.f, LONG_WAIT, &before), 0);
+    if (lanes)
+      ck_assert_int_lt((intptr_t)before, 100);
+    else
+      ck_assert_int_eq((intptr_t)before, BACKLOG);
+    fp_future_release(lone.f);
+    fp_future_release(held);
+    for (int i = 0; i < BACKLOG; i++) fp_future_release(backlog[i]);
+    fp_executor_free(ex);
+  }
+}
+END_TEST
+
 TEST_MAIN("dispatch", fan_out_fan_in_completes_on_any_pool_size,
           a_waiting_worker_runs_what_outside_threads_queue,
           outside_submissions_start_in_order_on_one_worker, the_oldest_tasks_start_first,
-          no_allocation_per_task_once_warm, racing_submitters_and_stealing_lose_nothing)
+          no_allocation_per_task_once_warm, racing_submitters_and_stealing_lose_nothing,
+          more_submitting_threads_than_lanes_lose_nothing, one_thread_submits_to_many_pools_in_turn,
+          a_submitter_backlog_does_not_hold_up_another_thread)
