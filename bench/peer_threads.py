@@ -1,6 +1,7 @@
 """peer_threads.py - Python's ThreadPoolExecutor on bench_dispatch's
-workloads, scaled down (Python is ~100x slower), printed per item in the
-same "benchmark workers value" lines.
+workloads, printed per item in the same "benchmark workers value" lines.
+bench_dispatch gives it as many tasks for throughput as everyone, fewer
+elsewhere (Python is ~100x slower).
 Usage: python3 peer_threads.py TASKS TRIPS MAP_ITEMS AS_COMPLETED WORKERS..."""
 import resource
 import sys
