@@ -34,6 +34,53 @@ START_TEST(submit_returns_results_and_task_errors) {
 }
 END_TEST
 
+/* Ids: unique within an executor whichever threads submit, increasing in
+ * each thread, also in one that submits to two executors in turn. */
+enum { ID_THREADS = 4, ID_TASKS = 500 };
+typedef struct id_run {
+  fp_executor *a, *b;
+  uint64_t got[2][ID_TASKS];
+} id_run;
+static void *collect_ids(void *arg) {
+  id_run *r = arg;
+  for (int i = 0; i < ID_TASKS; i++)
+    for (int k = 0; k < 2; k++) {
+      fp_future *f;
+      ck_assert_int_eq(fp_submit(k ? r->b : r->a, task_identity, NULL, &f), 0);
+      r->got[k][i] = fp_future_id(f);
+      if (i) ck_assert_uint_gt(r->got[k][i], r->got[k][i - 1]);
+      fp_future_release(f);
+    }
+  return NULL;
+}
+static int cmp_u64(const void *x, const void *y) {
+  uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+  return a < b ? -1 : a > b;
+}
+
+START_TEST(ids_are_unique_within_an_executor) {
+  fp_executor *a = new_pool(2), *b = new_pool(1);
+  static id_run runs[ID_THREADS];
+  pthread_t th[ID_THREADS];
+  for (int t = 0; t < ID_THREADS; t++) {
+    runs[t].a = a;
+    runs[t].b = b;
+    pthread_create(&th[t], NULL, collect_ids, &runs[t]);
+  }
+  for (int t = 0; t < ID_THREADS; t++) pthread_join(th[t], NULL);
+  static uint64_t all[ID_THREADS * ID_TASKS];
+  for (int k = 0; k < 2; k++) {
+    for (int t = 0; t < ID_THREADS; t++)
+      memcpy(&all[t * ID_TASKS], runs[t].got[k], sizeof runs[t].got[k]);
+    qsort(all, ID_THREADS * ID_TASKS, sizeof all[0], cmp_u64);
+    ck_assert_uint_gt(all[0], 0);
+    for (int i = 1; i < ID_THREADS * ID_TASKS; i++) ck_assert_uint_ne(all[i], all[i - 1]);
+  }
+  fp_executor_free(a);
+  fp_executor_free(b);
+}
+END_TEST
+
 static void *raise_zero(void *arg) {
   (void)arg;
   return fp_raise(0, NULL);
@@ -510,7 +557,8 @@ START_TEST(cancel_requested_inside_a_running_task) {
 }
 END_TEST
 
-TEST_MAIN("thread_pool", submit_returns_results_and_task_errors, raise_with_code_zero_is_etask,
+TEST_MAIN("thread_pool", submit_returns_results_and_task_errors, ids_are_unique_within_an_executor,
+          raise_with_code_zero_is_etask,
           submit_after_shutdown_fails, bad_options_and_arguments,
           default_workers_is_min_32_ncpu_plus_4, threads_start_lazily_and_idle_ones_are_reused,
           never_more_than_max_workers_threads, threads_are_named_prefix_n,
