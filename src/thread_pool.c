@@ -47,12 +47,13 @@ enum { LANES_MAX = 8, LANE_CACHE = 4 };
 /* ---- Lanes ----
  * A submitter needs one ordering a plain store does not give: its push
  * before its look at the sleepers (else both it and a worker falling
- * asleep can miss the other). Here the side that seldom runs pays for it:
- * a worker about to sleep, and shutdown, issue membarrier(), a barrier on
- * every core running this process, and a submitter into its own lane
- * needs only to keep the compiler from reordering. Without membarrier
- * (not Linux, an old kernel, valgrind) there are no lanes and the
- * submit-side fences stay. */
+ * asleep can miss the other). For lanes the side that seldom runs pays for
+ * it: a worker about to sleep, and shutdown, issue membarrier(), a barrier
+ * on every core running this process, and a submitter into its own lane
+ * needs only to keep the compiler from reordering. That barrier interrupts
+ * the other cores, so it is paid only by pools that have lanes in use
+ * (heavy_fence); a task's own submissions keep their fence. Without
+ * membarrier (not Linux, an old kernel, valgrind) there are no lanes. */
 typedef struct lane {
   fp__deque dq; /* pushed by its owner thread only */
   /* Written by the owner at every submit, read by shutdown. */
@@ -142,26 +143,22 @@ typedef struct thread_pool {
 
 static _Thread_local worker *current_worker; /* the worker this thread is */
 
-/* The push before what follows: free where a sleeper's membarrier orders it. */
-static void push_fence(thread_pool *p) {
-  if (p->asymmetric)
-    atomic_signal_fence(memory_order_seq_cst);
-  else
-    atomic_thread_fence(memory_order_seq_cst);
+static size_t lanes_in_use(thread_pool *p) {
+  size_t n = atomic_load(&p->lanes_claimed);
+  return n < LANES_MAX ? n : LANES_MAX;
 }
 
-/* Every thread's stores so far visible to this one's loads from here on. */
+/* Every thread's stores so far visible to this one's loads from here on.
+ * With no lane in use, every push fences itself and a fence does. A lane
+ * claimed meanwhile: its claim (a seq_cst add to lanes_claimed) and its
+ * first submit's look at the sleepers (a seq_cst load) cannot both miss
+ * this thread's raise of the sleepers and its look at lanes_claimed. */
 static void heavy_fence(thread_pool *p) {
 #if defined(__linux__) && defined(SYS_membarrier)
   /* Cannot fail once registered (membarrier(2)). */
-  if (p->asymmetric) syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+  if (lanes_in_use(p)) syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
 #endif
   atomic_thread_fence(memory_order_seq_cst);
-}
-
-static size_t lanes_in_use(thread_pool *p) {
-  size_t n = atomic_load_explicit(&p->lanes_claimed, memory_order_acquire);
-  return n < LANES_MAX ? n : LANES_MAX;
 }
 
 /* Lane i's deque, NULL if it is not set up (yet or ever). */
@@ -347,8 +344,8 @@ static fp_future *spin_for_work(thread_pool *p, worker *w) {
 /* Sleep until woken. A worker becomes a sleeper, then looks for work once
  * more; a submitter pushes, then looks at the sleepers. One of the two
  * sees the other. For the shared deque submit_mu orders them: both happen
- * under it. For the lanes and the workers' own deques, pushed with no
- * fence, the heavy fence does (see Lanes). */
+ * under it. For the workers' own deques, a fence on each side; for the
+ * lanes, pushed with none, the heavy fence (see Lanes). */
 static void sleep_until_woken(thread_pool *p, worker *w) {
   pthread_mutex_lock(&p->submit_mu); /* before mu, as in grow() */
   pthread_mutex_lock(&p->mu);
@@ -597,7 +594,7 @@ static lane *my_lane(thread_pool *p) {
  * the look at the flags and the push, for quiet_lanes. */
 static int lane_submit(thread_pool *p, lane *l, fp_future *f) {
   atomic_store_explicit(&l->busy, true, memory_order_relaxed);
-  push_fence(p); /* busy, then the flags */
+  atomic_signal_fence(memory_order_seq_cst); /* busy, then the flags */
   int rc = refusal(p);
   if (!rc) rc = grow(p, &l->dq, 1);
   if (!rc && fp__deque_push(&l->dq, f))
@@ -608,8 +605,8 @@ static int lane_submit(thread_pool *p, lane *l, fp_future *f) {
                           memory_order_relaxed);
   atomic_store_explicit(&l->busy, false, memory_order_release);
   if (rc) return rc;
-  push_fence(p); /* the push, then the sleepers */
-  wake_one(p, atomic_load_explicit(&p->sleepers, memory_order_relaxed));
+  atomic_signal_fence(memory_order_seq_cst); /* the push, then the sleepers */
+  wake_one(p, atomic_load(&p->sleepers));
   return 0;
 }
 
@@ -640,8 +637,8 @@ static int pool_submit(fp_executor *ex, fp_future *f, double timeout_s) {
     atomic_store_explicit(&w->submitted,
                           atomic_load_explicit(&w->submitted, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    push_fence(p); /* the push, then the sleepers */
-    wake_one(p, atomic_load_explicit(&p->sleepers, memory_order_relaxed));
+    atomic_thread_fence(memory_order_seq_cst); /* the push, then the sleepers */
+    wake_one(p, atomic_load(&p->sleepers));
     return 0;
   }
   lane *l = my_lane(p);
