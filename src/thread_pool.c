@@ -51,15 +51,20 @@ enum { LANES_MAX = 8, LANE_CACHE = 4 };
  * it: a worker about to sleep, and shutdown, issue membarrier(), a barrier
  * on every core running this process, and a submitter into its own lane
  * needs only to keep the compiler from reordering. That barrier interrupts
- * the other cores, so it is paid only by pools that have lanes in use
- * (heavy_fence); a task's own submissions keep their fence. Without
- * membarrier (not Linux, an old kernel, valgrind) there are no lanes. */
+ * the other cores, so a sleeper pays it only while some lane is *active*,
+ * and retires the idle ones as it does (sleep_fence): a retired lane's
+ * owner fences its next submit, which makes the lane active again. So a
+ * burst of submits costs one fence at its start and one membarrier after
+ * its end, not one a sleep. A task's own submissions keep their fence.
+ * Without membarrier (not Linux, an old kernel, valgrind) there are no
+ * lanes. */
 typedef struct lane {
   fp__deque dq; /* pushed by its owner thread only */
   /* Written by the owner at every submit, read by shutdown. */
   _Alignas(FP__APART) atomic_bool busy; /* between its look at the flags and its push */
   atomic_uint_fast64_t submitted;
   atomic_bool ready;           /* dq is set up (release) */
+  atomic_bool active;          /* its pushes may go unfenced (see Lanes); new: not */
   _Atomic(const void *) owner; /* its thread's lane_cache: unique among live threads */
 } lane;
 
@@ -148,17 +153,12 @@ static size_t lanes_in_use(thread_pool *p) {
   return n < LANES_MAX ? n : LANES_MAX;
 }
 
-/* Every thread's stores so far visible to this one's loads from here on.
- * With no lane in use, every push fences itself and a fence does. A lane
- * claimed meanwhile: its claim (a seq_cst add to lanes_claimed) and its
- * first submit's look at the sleepers (a seq_cst load) cannot both miss
- * this thread's raise of the sleepers and its look at lanes_claimed. */
-static void heavy_fence(thread_pool *p) {
+/* Every thread's stores so far visible to this one's loads from here on
+ * (the caller fences too). Cannot fail once registered (membarrier(2)). */
+static void barrier_everywhere(void) {
 #if defined(__linux__) && defined(SYS_membarrier)
-  /* Cannot fail once registered (membarrier(2)). */
-  if (lanes_in_use(p)) syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+  syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
 #endif
-  atomic_thread_fence(memory_order_seq_cst);
 }
 
 /* Lane i's deque, NULL if it is not set up (yet or ever). */
@@ -341,11 +341,37 @@ static fp_future *spin_for_work(thread_pool *p, worker *w) {
   return f;
 }
 
+/* Before a would-be sleeper's last look for work: every push into an
+ * active lane made visible. Active lanes with nothing queued and no submit
+ * under way are retired first; one that a push got into before the
+ * barrier stays active (its push is seen below, or its owner sees this
+ * sleeper). With no lane active, a fence: an inactive lane's owner fences
+ * its own push. A worker that sees a lane another is retiring as inactive
+ * skips the barrier: the retiring one pays it and looks for work after. */
+static void sleep_fence(thread_pool *p) {
+  size_t lanes = lanes_in_use(p);
+  bool any_active = false, retired[LANES_MAX] = {false};
+  for (size_t i = 0; i < lanes; i++) {
+    lane *l = &p->lanes[i];
+    if (!lane_deque(p, i) || !atomic_load(&l->active)) continue;
+    any_active = true;
+    if (!atomic_load(&l->busy) && !fp__deque_size(&l->dq)) {
+      atomic_store(&l->active, false);
+      retired[i] = true;
+    }
+  }
+  if (any_active) barrier_everywhere();
+  atomic_thread_fence(memory_order_seq_cst);
+  for (size_t i = 0; i < lanes; i++)
+    if (retired[i] && (atomic_load(&p->lanes[i].busy) || fp__deque_size(&p->lanes[i].dq)))
+      atomic_store(&p->lanes[i].active, true);
+}
+
 /* Sleep until woken. A worker becomes a sleeper, then looks for work once
  * more; a submitter pushes, then looks at the sleepers. One of the two
  * sees the other. For the shared deque submit_mu orders them: both happen
  * under it. For the workers' own deques, a fence on each side; for the
- * lanes, pushed with none, the heavy fence (see Lanes). */
+ * lanes, pushed with none, sleep_fence (see Lanes). */
 static void sleep_until_woken(thread_pool *p, worker *w) {
   pthread_mutex_lock(&p->submit_mu); /* before mu, as in grow() */
   pthread_mutex_lock(&p->mu);
@@ -354,7 +380,7 @@ static void sleep_until_woken(thread_pool *p, worker *w) {
   atomic_fetch_add(&p->sleepers, 1);
   pthread_mutex_unlock(&p->mu);
   pthread_mutex_unlock(&p->submit_mu);
-  heavy_fence(p); /* a wake-up meanwhile sets woken: seen below */
+  sleep_fence(p); /* a wake-up meanwhile sets woken: seen below */
   pthread_mutex_lock(&p->mu);
   if (!any_work(p) && !stopping(p))
     while (!w->woken) pthread_cond_wait(&w->cv, &p->mu);
@@ -367,7 +393,8 @@ static void sleep_until_woken(thread_pool *p, worker *w) {
  * once this returns, every lane submitter has either seen the flag and
  * pushed nothing, or finished its push, which is visible here. */
 static void quiet_lanes(thread_pool *p) {
-  heavy_fence(p);
+  if (lanes_in_use(p)) barrier_everywhere();
+  atomic_thread_fence(memory_order_seq_cst);
   for (size_t i = 0, lanes = lanes_in_use(p); i < lanes; i++)
     for (unsigned k = 1; atomic_load_explicit(&p->lanes[i].busy, memory_order_acquire); k++) {
       fp__cpu_relax(); /* a push takes nanoseconds, unless its thread is preempted */
@@ -590,11 +617,19 @@ static lane *my_lane(thread_pool *p) {
   return l;
 }
 
-/* Into the caller's own lane: no lock, no fence (see Lanes). busy spans
- * the look at the flags and the push, for quiet_lanes. */
+/* Into the caller's own lane: no lock, and no fence while the lane is
+ * active (see Lanes). busy spans the look at the flags and the push, for
+ * quiet_lanes and sleep_fence. */
 static int lane_submit(thread_pool *p, lane *l, fp_future *f) {
   atomic_store_explicit(&l->busy, true, memory_order_relaxed);
-  atomic_signal_fence(memory_order_seq_cst); /* busy, then the flags */
+  /* A retired (or new) lane: no sleeper paid a barrier for it. */
+  bool fenced = !atomic_load_explicit(&l->active, memory_order_relaxed);
+  if (fenced) {
+    atomic_store_explicit(&l->active, true, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst); /* busy and active, then the flags */
+  } else {
+    atomic_signal_fence(memory_order_seq_cst); /* busy, then the flags */
+  }
   int rc = refusal(p);
   if (!rc) rc = grow(p, &l->dq, 1);
   if (!rc && fp__deque_push(&l->dq, f))
@@ -605,7 +640,14 @@ static int lane_submit(thread_pool *p, lane *l, fp_future *f) {
                           memory_order_relaxed);
   atomic_store_explicit(&l->busy, false, memory_order_release);
   if (rc) return rc;
-  atomic_signal_fence(memory_order_seq_cst); /* the push, then the sleepers */
+  /* The push, then the sleepers and spinners. A spinner leaving for a
+   * task looks for more work only after it stops counting as a spinner:
+   * where one spins, fence, so that it and this thread cannot both miss
+   * the other (and the task wait behind the spinner's own). */
+  if (fenced || atomic_load_explicit(&p->spinners, memory_order_relaxed))
+    atomic_thread_fence(memory_order_seq_cst);
+  else
+    atomic_signal_fence(memory_order_seq_cst);
   wake_one(p, atomic_load(&p->sleepers));
   return 0;
 }

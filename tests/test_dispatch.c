@@ -352,9 +352,39 @@ START_TEST(a_submitter_backlog_does_not_hold_up_another_thread) {
 }
 END_TEST
 
+/* Submits between idle gaps longer than the workers' spin: workers fall
+ * asleep (and retire idle lanes) between them, and each submit must wake
+ * one. A lost wake-up leaves a result unfinished until its deadline. */
+enum { GAP_THREADS = 3, GAP_SUBMITS = 150 };
+static void *submit_with_gaps(void *arg) {
+  fp_executor *ex = arg;
+  for (intptr_t i = 0; i < GAP_SUBMITS; i++) {
+    fp_future *f;
+    void *r;
+    ck_assert_int_eq(fp_submit(ex, task_identity, (void *)i, &f), 0);
+    ck_assert_int_eq(fp_future_result(f, 5.0, &r), 0);
+    ck_assert_ptr_eq(r, (void *)i);
+    fp_future_release(f);
+    struct timespec gap = {0, (i % 4) * 60000}; /* 0 to 180 us: a deliberate idle spell */
+    nanosleep(&gap, NULL);
+  }
+  return NULL;
+}
+
+START_TEST(submits_after_idle_gaps_wake_a_worker) {
+  for (int workers = 1; workers <= 3; workers++) {
+    fp_executor *ex = new_pool(workers);
+    pthread_t th[GAP_THREADS];
+    for (int i = 0; i < GAP_THREADS; i++) pthread_create(&th[i], NULL, submit_with_gaps, ex);
+    for (int i = 0; i < GAP_THREADS; i++) pthread_join(th[i], NULL);
+    ck_assert_int_eq(fp_executor_free(ex), 0);
+  }
+}
+END_TEST
+
 TEST_MAIN("dispatch", fan_out_fan_in_completes_on_any_pool_size,
           a_waiting_worker_runs_what_outside_threads_queue,
           outside_submissions_start_in_order_on_one_worker, the_oldest_tasks_start_first,
           no_allocation_per_task_once_warm, racing_submitters_and_stealing_lose_nothing,
           more_submitting_threads_than_lanes_lose_nothing, one_thread_submits_to_many_pools_in_turn,
-          a_submitter_backlog_does_not_hold_up_another_thread)
+          a_submitter_backlog_does_not_hold_up_another_thread, submits_after_idle_gaps_wake_a_worker)
