@@ -329,6 +329,10 @@ typedef struct fp_executor_stats {
   size_t queued;     /* tasks waiting in the queue */
   uint64_t submitted; /* tasks accepted so far */
   uint64_t completed; /* tasks that finished (result or error) */
+  /* Thread pools: threads outside the pool that submit through a lane of
+   * their own (no lock; their tasks take turns with other threads', see
+   * docs/executors.md); 0 where lanes are off. */
+  size_t lanes;
 } fp_executor_stats;
 FP_EXTERN int fp_executor_get_stats(const fp_executor *ex, fp_executor_stats *out);
 

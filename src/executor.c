@@ -122,6 +122,7 @@ int fp_executor_max_workers(const fp_executor *ex) {
 
 int fp_executor_get_stats(const fp_executor *ex, fp_executor_stats *out) {
   if (!ex || !out) return fp__einval("fp_executor_get_stats: %s is NULL", ex ? "out" : "executor");
+  memset(out, 0, sizeof *out); /* what an executor kind does not count stays 0 */
   ex->vt->stats(ex, out);
   return 0;
 }

@@ -798,6 +798,7 @@ static void pool_stats(const fp_executor *ex, fp_executor_stats *out) {
   out->completed = 0;
   for (size_t i = 0, lanes = lanes_in_use(p); i < lanes; i++)
     if (lane_deque(p, i)) {
+      out->lanes++;
       out->queued += (size_t)fp__deque_size(&p->lanes[i].dq);
       out->submitted += atomic_load(&p->lanes[i].submitted);
     }
