@@ -8,6 +8,9 @@
  *   throughput    10^6 empty tasks submitted, then every result gathered
  *                 (ns/task), at 1, 2 and ncpu workers; the C and C++ peers
  *                 keep no futures
+ *   throughput_warm  the same on memory the allocator kept from a burst
+ *                 before (a child process of its own), beside the peers'
+ *                 throughput
  *   round_trip    submit one empty task, wait for its result (ns)
  *   map           fp_map over 10^7 items, identity function (ns/item)
  *   fib           fib(25), a task per call above a cutoff of 6 (about 10,000 tasks), each
@@ -17,10 +20,14 @@
  *                 child process of its own
  * Usage: bench_dispatch [ROUNDS]            (default 5)
  *        bench_dispatch --as-completed N    (the child)
+ *        bench_dispatch --warm W...         (the child)
  *        bench_dispatch --steady W ROUNDS   (ours alone, for a profiler: the
  *                 throughput loop on one pool of W workers, warm memory) */
 #define _GNU_SOURCE
 #include <futureproof.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +93,27 @@ static double throughput_ns(int workers) {
   double t = submit_then_gather(ex);
   fp_executor_free(ex);
   return t / TASKS * 1e9;
+}
+
+/* The child: the throughput loop on memory the allocator kept from a
+ * burst before. glibc gives a burst's memory back to the kernel once it is
+ * freed (it trims the heap's top), and the next burst's first touch of
+ * each page is a page fault: ~12 us a page on the VMs measured here, up to
+ * 200 ns a task, which are the kernel's and not dispatch. A program that
+ * keeps its heap (here M_TRIM_THRESHOLD) or runs bursts often sees this. */
+static int warm_child(int argc, char **argv) {
+#ifdef __GLIBC__
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+  for (int i = 0; i < argc; i++) {
+    int workers = atoi(argv[i]);
+    if (workers < 1) return 2;
+    fp_executor *ex = pool(workers);
+    submit_then_gather(ex); /* the memory, touched once */
+    printf("throughput_warm %d %.3f\n", workers, submit_then_gather(ex) / TASKS * 1e9);
+    fp_executor_free(ex);
+  }
+  return 0;
 }
 
 /* The throughput loop again and again on one pool: what perf should see. */
@@ -212,10 +240,14 @@ typedef struct row {
 static row rows[MAX_ROWS];
 static int nrows;
 
+static row *find_row(const char *bench, int workers) {
+  for (int i = 0; i < nrows; i++)
+    if (!strcmp(rows[i].bench, bench) && rows[i].workers == workers) return &rows[i];
+  return NULL;
+}
+
 static void record(int peer, const char *bench, int workers, double value) {
-  row *r = NULL;
-  for (int i = 0; i < nrows && !r; i++)
-    if (!strcmp(rows[i].bench, bench) && rows[i].workers == workers) r = &rows[i];
+  row *r = find_row(bench, workers);
   if (!r) {
     if (nrows == MAX_ROWS) return;
     r = &rows[nrows++];
@@ -223,6 +255,8 @@ static void record(int peer, const char *bench, int workers, double value) {
     r->workers = workers;
   }
   if (r->n[peer] < MAX_ROUNDS) r->v[peer][r->n[peer]++] = value;
+  /* Every round's figure, for the spread behind a median. */
+  fprintf(stderr, "  %-18s %d %-11s %.2f\n", bench, workers, peer_name[peer], value);
 }
 
 /* Run a peer's command; false if it could not run. */
@@ -262,6 +296,7 @@ static const char *unit(const char *bench) {
 int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "--as-completed")) return as_completed_child(atol(argv[2]));
   if (argc == 4 && !strcmp(argv[1], "--steady")) return steady(atoi(argv[2]), atoi(argv[3]));
+  if (argc >= 3 && !strcmp(argv[1], "--warm")) return warm_child(argc - 2, argv + 2);
   int rounds = argc > 1 ? atoi(argv[1]) : 5;
   if (rounds < 1 || rounds > MAX_ROUNDS) rounds = 5;
   int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -289,8 +324,9 @@ int main(int argc, char **argv) {
   snprintf(cmd[PY], sizeof cmd[PY], "python3 %s/peer_threads.py %d %d %d %d %s", src, PY_TASKS,
            PY_TRIPS, PY_MAP, PY_AC, wlist);
   present[PY] = system("python3 -c 'import concurrent.futures' >/dev/null 2>&1") == 0;
-  char ac_cmd[4200];
+  char ac_cmd[4200], warm_cmd[4200];
   snprintf(ac_cmd, sizeof ac_cmd, "%s --as-completed %d", self, AC_ITEMS);
+  snprintf(warm_cmd, sizeof warm_cmd, "%s --warm %s", self, wlist);
 
   printf("dispatch benchmarks: %d rounds, ncpu %d; peers:", rounds, ncpu);
   for (int p = GLIB; p < NPEERS; p++)
@@ -299,6 +335,7 @@ int main(int argc, char **argv) {
   fflush(stdout);
   for (int r = 0; r < rounds; r++) {
     for (int k = 0; k < nw; k++) record(FP, "throughput", workers[k], throughput_ns(workers[k]));
+    if (!run_peer(FP, warm_cmd)) fprintf(stderr, "throughput_warm child failed\n");
     record(FP, "round_trip", 2, round_trip_ns());
     record(FP, "map", 2, map_ns());
     record(FP, "fib", 1, fib_ms(1));
@@ -318,15 +355,18 @@ int main(int argc, char **argv) {
   for (int i = 0; i < nrows; i++) {
     row *r = &rows[i];
     double ours = median(r, FP);
-    printf("%-20s %3d %6s", r->bench, r->workers, unit(r->bench));
-    for (int p = 0; p < NPEERS; p++)
-      if (r->n[p])
-        printf(" %11.2f", median(r, p));
+    /* throughput_warm: ours beside the peers' throughput */
+    row *peers = strcmp(r->bench, "throughput_warm") ? r : find_row("throughput", r->workers);
+    if (!peers) peers = r;
+    printf("%-20s %3d %6s %11.2f", r->bench, r->workers, unit(r->bench), ours);
+    for (int p = GLIB; p < NPEERS; p++)
+      if (peers->n[p])
+        printf(" %11.2f", median(peers, p));
       else
         printf(" %11s", "-");
     printf("  ");
     for (int p = GLIB; p < NPEERS; p++)
-      if (r->n[p] && ours > 0) printf(" %s %.3fx", peer_name[p], ours / median(r, p));
+      if (peers->n[p] && ours > 0) printf(" %s %.3fx", peer_name[p], ours / median(peers, p));
     printf("\n");
   }
   printf("\n(Python runs %d tasks for throughput, as every contestant does, and fewer\n"
