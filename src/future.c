@@ -201,38 +201,79 @@ static slab *slab_get(unsigned generation) {
   return s;
 }
 
-/* A future comes back to its slab. acq_rel: every use of it happens
- * before the slab's reuse, whichever thread frees last. */
-static void slab_put(fp_future *f, slab *s) {
-  POISON(f, FUTURE_STRIDE);
-  if (atomic_fetch_sub_explicit(&s->live, 1, memory_order_acq_rel) == 1) slab_empty(s);
+/* n futures of s given back. acq_rel: every use of them happens before
+ * the slab's reuse, whichever thread gives back last. */
+static void slab_give(slab *s, unsigned n) {
+  if (n && atomic_fetch_sub_explicit(&s->live, n, memory_order_acq_rel) == n) slab_empty(s);
 }
 
-/* The slab a thread carves from. */
+/* What a thread holds of slabs: the one it carves from, and a run of
+ * futures it freed one after another from one slab (a loop gathering
+ * results frees them so), given back to the slab at once: one locked
+ * instruction for the run rather than one a future. Futures held in a
+ * run keep their slab from reuse, so holding them is safe; a run ends at
+ * a future of another slab, at thread exit and in
+ * fp__future_cache_flush. */
 typedef struct carver {
   slab *s;
   unsigned carved;     /* futures taken from it */
   bool registered;     /* the thread-exit destructor knows it */
+  slab *run;           /* the slab of the run */
+  unsigned run_n;      /* futures in it */
 } carver;
 static _Thread_local carver carving;
 static pthread_key_t carver_key;
 static pthread_once_t carver_key_once = PTHREAD_ONCE_INIT;
 
 /* Give back what was not carved: the slab is empty once those carved are. */
-static void carver_drop(void *arg) {
-  carver *c = arg;
+static void carver_drop(carver *c) {
   slab *s = c->s;
   if (!s) return;
   c->s = NULL;
-  unsigned left = SLAB_FUTURES - c->carved;
-  if (left && atomic_fetch_sub_explicit(&s->live, left, memory_order_acq_rel) == left)
-    slab_empty(s);
+  slab_give(s, SLAB_FUTURES - c->carved);
 }
 
-static void make_carver_key(void) { pthread_key_create(&carver_key, carver_drop); }
+static void run_end(carver *c) {
+  slab *s = c->run;
+  c->run = NULL;
+  if (s) slab_give(s, c->run_n);
+}
+
+static void carver_exit(void *arg) {
+  carver_drop(arg);
+  run_end(arg);
+}
+
+static void make_carver_key(void) { pthread_key_create(&carver_key, carver_exit); }
+
+/* Whether the thread-exit destructor knows c: else a thread's last slab,
+ * or its last run, would never be given back. */
+static bool carver_registered(carver *c) {
+  if (!c->registered) {
+    pthread_once(&carver_key_once, make_carver_key);
+    c->registered = pthread_setspecific(carver_key, c) == 0;
+  }
+  return c->registered;
+}
+
+/* A future comes back to its slab. */
+static void slab_put(fp_future *f, slab *s) {
+  POISON(f, FUTURE_STRIDE);
+  carver *c = &carving;
+  if (c->run == s) {
+    c->run_n++;
+  } else if (carver_registered(c)) {
+    run_end(c);
+    c->run = s;
+    c->run_n = 1;
+  } else {
+    slab_give(s, 1);
+  }
+}
 
 void fp__future_cache_flush(void) {
   carver_drop(&carving);
+  run_end(&carving);
   pthread_mutex_lock(&spare_mu);
   atomic_fetch_add(&alloc_generation, 1); /* slabs emptied from now on are not kept */
   slab *s = spares;
@@ -251,10 +292,7 @@ static fp_future *future_alloc(void) {
   unsigned gen = atomic_load_explicit(&alloc_generation, memory_order_relaxed);
   if (c->s && (c->carved == SLAB_FUTURES || c->s->generation != gen)) carver_drop(c);
   if (!c->s) {
-    if (!c->registered) { /* else a thread's last slab is never given back */
-      pthread_once(&carver_key_once, make_carver_key);
-      c->registered = pthread_setspecific(carver_key, c) == 0;
-    }
+    carver_registered(c);
     if (!(c->s = slab_get(gen))) return NULL;
     c->carved = 0;
   }

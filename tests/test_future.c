@@ -330,6 +330,65 @@ START_TEST(an_error_that_cannot_be_recorded_is_enomem) {
 }
 END_TEST
 
+/* Futures' memory goes back whatever order and whichever threads release
+ * them in: a thread gives a run of releases from one slab back at once,
+ * and the runs of exiting threads and of the thread that resets the
+ * allocator come back too. */
+static atomic_long live_blocks;
+static void *live_malloc(size_t n) {
+  atomic_fetch_add(&live_blocks, 1);
+  return malloc(n);
+}
+static void *live_calloc(size_t c, size_t n) {
+  atomic_fetch_add(&live_blocks, 1);
+  return calloc(c, n);
+}
+static void *live_realloc(void *p, size_t n) {
+  if (!p) atomic_fetch_add(&live_blocks, 1);
+  return realloc(p, n);
+}
+static void live_free(void *p) {
+  if (p) atomic_fetch_sub(&live_blocks, 1);
+  free(p);
+}
+
+enum { RELEASERS = 4, RELEASED = 3000 };
+typedef struct releaser {
+  fp_future **fs;
+  int which;
+} releaser;
+static void *release_share(void *arg) {
+  releaser *r = arg;
+  for (int k = 0; k < RELEASED; k++) { /* every RELEASERS-th, half of them backwards */
+    int i = r->which % 2 ? RELEASED - 1 - k : k;
+    if (i % RELEASERS == r->which) fp_future_release(r->fs[i]);
+  }
+  return NULL;
+}
+
+START_TEST(futures_memory_comes_back_whoever_releases_them) {
+  ck_assert_int_eq(fp_set_allocator(live_malloc, live_calloc, live_realloc, live_free), 0);
+  for (int round = 0; round < 20; round++) {
+    static fp_future *fs[RELEASED];
+    for (int i = 0; i < RELEASED; i++) {
+      ck_assert_int_eq(fp_future_new(&fs[i]), 0);
+      ck_assert_int_eq(fp_future_set_result(fs[i], (void *)(intptr_t)i), 0);
+    }
+    pthread_t th[RELEASERS];
+    releaser r[RELEASERS];
+    for (int t = 0; t < RELEASERS; t++) {
+      r[t] = (releaser){fs, t};
+      if (t) pthread_create(&th[t], NULL, release_share, &r[t]);
+    }
+    release_share(&r[0]); /* this thread too, while the others run */
+    for (int t = 1; t < RELEASERS; t++) pthread_join(th[t], NULL);
+  }
+  fp_reset_allocator(); /* gives back this thread's slabs and the spares */
+  long live = atomic_load(&live_blocks);
+  ck_assert_int_eq(live, 0);
+}
+END_TEST
+
 typedef struct timed_wait {
   fp_future *f;
   double timeout;
@@ -411,4 +470,5 @@ TEST_MAIN("future", states_pending_running_finished, cancel_semantics,
           callbacks_run_on_cancel, references_and_destructors,
           unretrieved_error_is_reported_at_last_release, retrieved_error_is_not_reported,
           an_error_that_cannot_be_recorded_is_enomem, waiters_and_callbacks_share_the_listener_list,
+          futures_memory_comes_back_whoever_releases_them,
           bad_arguments_are_einval_with_a_log_line)
