@@ -130,6 +130,29 @@ static inline void *task_sleep_ms(void *arg) {
   return arg;
 }
 
+/* ---- an allocator that counts, for fp_set_allocator ---- */
+static atomic_long allocations; /* calls that allocated */
+static atomic_long live_blocks; /* blocks allocated and not freed */
+static inline void *counting_malloc(size_t n) {
+  atomic_fetch_add(&allocations, 1);
+  atomic_fetch_add(&live_blocks, 1);
+  return malloc(n);
+}
+static inline void *counting_calloc(size_t c, size_t n) {
+  atomic_fetch_add(&allocations, 1);
+  atomic_fetch_add(&live_blocks, 1);
+  return calloc(c, n);
+}
+static inline void *counting_realloc(void *p, size_t n) {
+  atomic_fetch_add(&allocations, 1);
+  if (!p) atomic_fetch_add(&live_blocks, 1);
+  return realloc(p, n);
+}
+static inline void counting_free(void *p) {
+  if (p) atomic_fetch_sub(&live_blocks, 1);
+  free(p);
+}
+
 /* ---- an input for map: next, next+1, ... up to limit ---- */
 typedef struct counter {
   long next, limit; /* limit < 0: endless */

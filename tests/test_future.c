@@ -333,26 +333,9 @@ END_TEST
 /* Futures' memory goes back whatever order and whichever threads release
  * them in: a thread gives a run of releases from one slab back at once,
  * and the runs of exiting threads and of the thread that resets the
- * allocator come back too. */
-static atomic_long live_blocks;
-static void *live_malloc(size_t n) {
-  atomic_fetch_add(&live_blocks, 1);
-  return malloc(n);
-}
-static void *live_calloc(size_t c, size_t n) {
-  atomic_fetch_add(&live_blocks, 1);
-  return calloc(c, n);
-}
-static void *live_realloc(void *p, size_t n) {
-  if (!p) atomic_fetch_add(&live_blocks, 1);
-  return realloc(p, n);
-}
-static void live_free(void *p) {
-  if (p) atomic_fetch_sub(&live_blocks, 1);
-  free(p);
-}
-
-enum { RELEASERS = 4, RELEASED = 3000 };
+ * allocator come back too. A future still held keeps its slab from reuse:
+ * every KEPT-th stays alive across the rounds, its result intact. */
+enum { RELEASERS = 4, RELEASED = 3000, KEPT = 97, ROUNDS = 20 };
 typedef struct releaser {
   fp_future **fs;
   int which;
@@ -361,14 +344,15 @@ static void *release_share(void *arg) {
   releaser *r = arg;
   for (int k = 0; k < RELEASED; k++) { /* every RELEASERS-th, half of them backwards */
     int i = r->which % 2 ? RELEASED - 1 - k : k;
-    if (i % RELEASERS == r->which) fp_future_release(r->fs[i]);
+    if (i % RELEASERS == r->which && i % KEPT) fp_future_release(r->fs[i]);
   }
   return NULL;
 }
 
 START_TEST(futures_memory_comes_back_whoever_releases_them) {
-  ck_assert_int_eq(fp_set_allocator(live_malloc, live_calloc, live_realloc, live_free), 0);
-  for (int round = 0; round < 20; round++) {
+  ck_assert_int_eq(fp_set_allocator(counting_malloc, counting_calloc, counting_realloc, counting_free), 0);
+  static fp_future *kept[ROUNDS][RELEASED / KEPT + 1];
+  for (int round = 0; round < ROUNDS; round++) {
     static fp_future *fs[RELEASED];
     for (int i = 0; i < RELEASED; i++) {
       ck_assert_int_eq(fp_future_new(&fs[i]), 0);
@@ -382,7 +366,15 @@ START_TEST(futures_memory_comes_back_whoever_releases_them) {
     }
     release_share(&r[0]); /* this thread too, while the others run */
     for (int t = 1; t < RELEASERS; t++) pthread_join(th[t], NULL);
+    for (int i = 0; i < RELEASED; i += KEPT) kept[round][i / KEPT] = fs[i];
   }
+  for (int round = 0; round < ROUNDS; round++)
+    for (int i = 0; i < RELEASED; i += KEPT) {
+      void *result;
+      ck_assert_int_eq(fp_future_result(kept[round][i / KEPT], 0, &result), 0);
+      ck_assert_ptr_eq(result, (void *)(intptr_t)i);
+      fp_future_release(kept[round][i / KEPT]);
+    }
   fp_reset_allocator(); /* gives back this thread's slabs and the spares */
   long live = atomic_load(&live_blocks);
   ck_assert_int_eq(live, 0);
