@@ -240,8 +240,10 @@ static void run_end(carver *c) {
 }
 
 static void carver_exit(void *arg) {
-  carver_drop(arg);
-  run_end(arg);
+  carver *c = arg;
+  carver_drop(c);
+  run_end(c);
+  c->registered = false; /* a later destructor that releases one registers again */
 }
 
 static void make_carver_key(void) { pthread_key_create(&carver_key, carver_exit); }

@@ -381,6 +381,35 @@ START_TEST(futures_memory_comes_back_whoever_releases_them) {
 }
 END_TEST
 
+/* A thread-exit destructor of the user's that releases a future, after
+ * the library's own ran, still gives its memory back: the release
+ * registers the thread again and the library's destructor runs once more. */
+static pthread_key_t late_key;
+static void release_late(void *f) { fp_future_release(f); }
+static void *release_one_keep_one(void *arg) {
+  fp_future **fs = arg;
+  fp_future_release(fs[0]); /* the library's destructor now knows this thread */
+  pthread_setspecific(late_key, fs[1]); /* a later key: its destructor runs after */
+  return NULL;
+}
+
+START_TEST(a_future_released_by_a_later_thread_exit_destructor_comes_back) {
+  ck_assert_int_eq(fp_set_allocator(counting_malloc, counting_calloc, counting_realloc, counting_free), 0);
+  for (int round = 0; round < 50; round++) {
+    fp_future *fs[2];
+    ck_assert_int_eq(fp_future_new(&fs[0]), 0);
+    ck_assert_int_eq(fp_future_new(&fs[1]), 0);
+    if (round == 0) ck_assert_int_eq(pthread_key_create(&late_key, release_late), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, release_one_keep_one, fs);
+    pthread_join(th, NULL);
+  }
+  fp_reset_allocator();
+  long live = atomic_load(&live_blocks);
+  ck_assert_int_eq(live, 0);
+}
+END_TEST
+
 typedef struct timed_wait {
   fp_future *f;
   double timeout;
@@ -463,4 +492,5 @@ TEST_MAIN("future", states_pending_running_finished, cancel_semantics,
           unretrieved_error_is_reported_at_last_release, retrieved_error_is_not_reported,
           an_error_that_cannot_be_recorded_is_enomem, waiters_and_callbacks_share_the_listener_list,
           futures_memory_comes_back_whoever_releases_them,
+          a_future_released_by_a_later_thread_exit_destructor_comes_back,
           bad_arguments_are_einval_with_a_log_line)
