@@ -22,7 +22,8 @@
  *        bench_dispatch --as-completed N    (the child)
  *        bench_dispatch --warm W...         (the child)
  *        bench_dispatch --steady W ROUNDS   (ours alone, for a profiler: the
- *                 throughput loop on one pool of W workers, warm memory) */
+ *                 throughput loop on one pool of W workers, warm memory;
+ *                 each round's sleeps and preemptions beside its time) */
 #define _GNU_SOURCE
 #include <futureproof.h>
 #ifdef __GLIBC__
@@ -123,8 +124,16 @@ static int steady(int workers, int rounds) {
     return 2;
   }
   fp_executor *ex = pool(workers);
-  for (int r = 0; r < rounds; r++)
-    printf("round %d: %.1f ns/task\n", r + 1, submit_then_gather(ex) / TASKS * 1e9);
+  for (int r = 0; r < rounds; r++) {
+    struct rusage a, b;
+    getrusage(RUSAGE_SELF, &a);
+    double ns = submit_then_gather(ex) / TASKS * 1e9;
+    getrusage(RUSAGE_SELF, &b);
+    /* Sleeps (voluntary switches) and preemptions, all threads: a spinner
+     * on the submitter's core shows as both (docs/performance.md). */
+    printf("round %d: %.1f ns/task, %ld sleeps, %ld preemptions\n", r + 1, ns,
+           b.ru_nvcsw - a.ru_nvcsw, b.ru_nivcsw - a.ru_nivcsw);
+  }
   fp_executor_free(ex);
   return 0;
 }

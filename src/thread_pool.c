@@ -321,11 +321,11 @@ static bool stopping(thread_pool *p) {
  * Every few looks the spinner yields its core. A pool's threads and the
  * threads submitting to it often outnumber the cores (2 workers and a
  * submitter on 2 here), and a spinner that shares its core with a
- * submitter stops the very work it waits for: the kernel runs it there
- * after a wake-up (the waker's core), and each such wake-up cost the
- * submitter the whole spin. Measured: 10^6 tasks from one thread, 2
- * workers, 2 cores, a median of 54 ns a task without the yield, 36 with;
- * round trip unchanged. Alone on its core the yield returns at once. A
+ * submitter stops the very work it waits for: the kernel often runs it
+ * there after a wake-up (the waker's core), and each such wake-up cost the
+ * submitter the whole spin. With the yield, a twentieth of the sleeps
+ * and wake-ups, and 10^6 tasks from one thread on 2 workers ~53 ns a task
+ * from ~67 (docs/performance.md). Alone on its core it returns at once. A
  * yield may hand the core to another process for a time slice: while it
  * yields the spinner does not count as one, so a submit meanwhile wakes
  * a sleeper rather than wait for it. */
