@@ -3,8 +3,9 @@
  * Work lives in deques (deque.h). A thread outside the pool submits into a
  * lane of its own, pushed with plain stores: no lock, no fence (below,
  * "Lanes"); past LANES_MAX such threads, or on a bounded pool, into a
- * shared deque under a lock. Workers take both in batches without a lock.
- * Each worker has two: its tasks' own submissions, which it
+ * shared deque under a lock. Workers take from both in batches, one
+ * worker at a time (take_lock), never under the submitters' lock.
+ * Each worker has two deques: its tasks' own submissions, which it
  * runs newest first (a task's children before older work, which keeps
  * fan-out/fan-in shallow), and an inbox for the batch it took from the
  * shared deque, which everyone, itself included, takes oldest first, so
@@ -132,7 +133,7 @@ typedef struct thread_pool {
 
   /* Written by idle workers. */
   _Alignas(FP__APART) atomic_int spinners; /* idle, looking for work */
-  atomic_int moving; /* batches between the shared deque and an inbox */
+  atomic_bool taking; /* a worker takes outside work (see take_outside) */
   /* Threads not running a task (starting, idle, or returning from one);
    * kept only while the pool may still start threads. */
   atomic_int available;
@@ -193,11 +194,35 @@ static void space_freed(thread_pool *p) {
   }
 }
 
+/* One worker at a time takes outside work (taking), and it takes older
+ * work first: whatever waits in another worker's inbox was taken before
+ * and goes first. So outside submissions start oldest first on any
+ * number of workers (up to batches run side by side). Checking the
+ * inboxes before taking, without the lock, left a window: another
+ * worker's batch could land in its inbox between one worker's look and
+ * its take, and the younger task started first. The lock is held for a
+ * steal and at most BATCH_MAX pushes; its holder may be preempted, so a
+ * waiter yields now and then. */
+static void take_lock(thread_pool *p) {
+  for (unsigned i = 1;; i++) {
+    if (!atomic_load_explicit(&p->taking, memory_order_relaxed) &&
+        !atomic_exchange_explicit(&p->taking, true, memory_order_acquire))
+      return;
+    fp__cpu_relax();
+    if (i % 64 == 0) sched_yield();
+  }
+}
+static void take_unlock(thread_pool *p) {
+  atomic_store_explicit(&p->taking, false, memory_order_release);
+}
+
+static fp_future *steal_from_others(thread_pool *p, worker *w, bool inboxes);
+
 /* From the shared deque or a lane: one task, or a batch of them when a few are
  * queued (a share, so that the other workers get theirs). A batch saves
  * CASes on the deque's top and, above all, trips of the deque's lines
- * between the submitter's core and this one; two batches may start out
- * of order (one at a time, each take is ordered by its CAS).
+ * between the submitter's core and this one; the rest of a batch waits in
+ * this worker's inbox, where every worker takes from it oldest first.
  *
  * lag: this worker has just run a task. A submitter streaming tasks
  * about as fast as they run keeps a worker right behind it, taking them
@@ -221,13 +246,16 @@ static fp_future *take_outside(thread_pool *p, worker *w, fp__deque *d, bool lag
   if (queued >= BATCH_BACKLOG * workers) want = queued / (2 * workers);
   if (want > BATCH_MAX) want = BATCH_MAX;
   fp_future *batch[BATCH_MAX];
-  size_t n;
-  if (want > 1) atomic_fetch_add(&p->moving, 1); /* others wait for these first */
-  for (int tries = 0; !(n = fp__deque_steal_batch(d, batch, want)); tries++)
-    if (tries == 4 || !fp__deque_size(d)) break;
+  size_t n = 0;
+  take_lock(p);
+  fp_future *older = workers > 1 ? steal_from_others(p, w, true) : NULL;
+  if (!older)
+    for (int tries = 0; !(n = fp__deque_steal_batch(d, batch, want)); tries++)
+      if (tries == 4 || !fp__deque_size(d)) break;
   /* The inbox has room for a batch whenever it is empty: it cannot fail. */
   for (size_t i = 1; i < n; i++) fp__deque_push(&w->inbox, batch[i]);
-  if (want > 1) atomic_fetch_sub(&p->moving, 1);
+  take_unlock(p);
+  if (older) return older;
   if (!n) return NULL;
   space_freed(p);
   return batch[0];
@@ -271,12 +299,6 @@ static fp_future *find_work(thread_pool *p, worker *w, bool lag) {
   fp_future *f = fp__deque_pop(&w->dq);
   while (!f && fp__deque_size(&w->inbox)) f = fp__deque_steal(&w->inbox);
   if (!f) f = steal_from_others(p, w, true);
-  /* A batch on its way to another inbox is older than what the shared
-   * deque holds: wait for it to land (a few pushes) to keep the order. */
-  for (int i = 0; !f && i < 1000 && atomic_load(&p->moving); i++) {
-    fp__cpu_relax();
-    f = steal_from_others(p, w, true);
-  }
   if (!f) f = take_any_outside(p, w, lag);
   if (!f) f = steal_from_others(p, w, false);
   return f;

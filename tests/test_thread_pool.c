@@ -323,10 +323,9 @@ START_TEST(shutdown_wait_runs_what_remains) {
 }
 END_TEST
 
-/* Tasks submitted while both workers are busy are all cancelled. Those
- * submitted with the busy ones may have started first (two workers'
- * batches may start out of order, thread_pool.c): each is done when
- * shutdown returns, cancelled or finished with its result. */
+/* What has not started is cancelled: the tasks queued behind the two
+ * that hold both workers, whether submitted before those started (queued
+ * in a lane or in a worker's inbox) or after. */
 START_TEST(shutdown_cancel_futures_cancels_what_has_not_started) {
   enum { EARLY = 10, LATE = 10 };
   for (int round = 0; round < 20; round++) {
@@ -335,19 +334,12 @@ START_TEST(shutdown_cancel_futures_cancels_what_has_not_started) {
     fp_executor *ex = new_pool(2);
     fp_future *running[2], *early[EARLY], *late[LATE];
     for (int i = 0; i < 2; i++) fp_submit(ex, task_wait_gate, &g, &running[i]);
-    for (intptr_t i = 0; i < EARLY; i++) fp_submit(ex, task_identity, (void *)(i + 1), &early[i]);
+    for (int i = 0; i < EARLY; i++) fp_submit(ex, task_identity, NULL, &early[i]);
     ck_assert(gate_wait_arrived(&g, 2));
     for (int i = 0; i < LATE; i++) fp_submit(ex, task_identity, NULL, &late[i]);
     ck_assert_int_eq(fp_shutdown(ex, false, true), 0);
     for (int i = 0; i < LATE; i++) ck_assert(fp_future_cancelled(late[i]));
-    for (intptr_t i = 0; i < EARLY; i++) {
-      ck_assert(fp_future_done(early[i]));
-      void *result;
-      if (!fp_future_cancelled(early[i])) {
-        ck_assert_int_eq(fp_future_result(early[i], 0, &result), 0);
-        ck_assert_ptr_eq(result, (void *)(i + 1));
-      }
-    }
+    for (int i = 0; i < EARLY; i++) ck_assert(fp_future_cancelled(early[i]));
     for (int i = 0; i < 2; i++) ck_assert(fp_future_running(running[i]));
     gate_open(&g);
     ck_assert_int_eq(fp_shutdown(ex, true, false), 0);
