@@ -133,10 +133,13 @@ typedef struct thread_pool {
 
   /* Written by idle workers. */
   _Alignas(FP__APART) atomic_int spinners; /* idle, looking for work */
-  atomic_bool taking; /* a worker takes outside work (see take_outside) */
   /* Threads not running a task (starting, idle, or returning from one);
    * kept only while the pool may still start threads. */
   atomic_int available;
+
+  /* Written at every take from outside, read by workers only: apart
+   * from spinners, which every submit reads. */
+  _Alignas(FP__APART) atomic_bool taking; /* see take_outside */
 
   _Alignas(FP__APART) pthread_mutex_t mu; /* starting, sleeping, waking, exiting */
   pthread_cond_t exit_cv;          /* shutdown waits here for workers to exit */
