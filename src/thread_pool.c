@@ -251,7 +251,8 @@ static fp_future *take_outside(thread_pool *p, worker *w, fp__deque *d, bool lag
   fp_future *batch[BATCH_MAX];
   size_t n = 0;
   take_lock(p);
-  fp_future *older = workers > 1 ? steal_from_others(p, w, true) : NULL;
+  /* started read again (a worker that started meanwhile may hold some) */
+  fp_future *older = steal_from_others(p, w, true);
   if (!older)
     for (int tries = 0; !(n = fp__deque_steal_batch(d, batch, want)); tries++)
       if (tries == 4 || !fp__deque_size(d)) break;
