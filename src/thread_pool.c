@@ -356,7 +356,8 @@ static bool stopping(thread_pool *p) {
  * yields the spinner does not count as one, so a submit meanwhile wakes
  * a sleeper rather than wait for it. */
 static fp_future *spin_for_work(thread_pool *p, worker *w) {
-  /* Half the workers at most (one of two): the others sleep at once. Every
+  /* Half the workers at most (one of two; one more may start while
+   * another yields, below): the others sleep at once. Every
    * spinner holds a core, and a submitter that outruns none of them needs
    * its own more than a second idle worker does. More queued work than
    * one spinner takes wakes the next (below). */

@@ -401,7 +401,7 @@ START_TEST(a_future_released_by_a_later_thread_exit_destructor_comes_back) {
     ck_assert_int_eq(fp_future_new(&fs[1]), 0);
     if (round == 0) ck_assert_int_eq(pthread_key_create(&late_key, release_late), 0);
     pthread_t th;
-    pthread_create(&th, NULL, release_one_keep_one, fs);
+    ck_assert_int_eq(pthread_create(&th, NULL, release_one_keep_one, fs), 0);
     pthread_join(th, NULL);
   }
   fp_reset_allocator();
