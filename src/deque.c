@@ -34,25 +34,43 @@ static inline void slot_set(fp__ring *r, int64_t i, fp_future *f) {
   atomic_store_explicit(&r->slot[i & r->mask], f, memory_order_relaxed);
 }
 
-int fp__deque_push(fp__deque *d, fp_future *f) {
-  int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+/* Room for n more items at bottom b (the owner's); the ring, or NULL when
+ * it cannot grow. */
+static fp__ring *room_for(fp__deque *d, int64_t b, int64_t n) {
   fp__ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
   /* top only grows: while the ring has room by an old look at it, the
    * owner leaves the thieves' line alone. */
   int64_t t = d->top_seen;
-  if (b - t > r->mask) d->top_seen = t = atomic_load_explicit(&d->top, memory_order_acquire);
-  if (b - t > r->mask) { /* full: twice the room, the items copied over */
-    fp__ring *grown = ring_new(2 * (r->mask + 1));
-    if (!grown) return FP_ENOMEM;
-    for (int64_t i = t; i < b; i++) slot_set(grown, i, slot_get(r, i));
-    grown->older = r;
-    atomic_store_explicit(&d->ring, grown, memory_order_release);
-    r = grown;
-  }
+  if (b - t + n > r->mask + 1) d->top_seen = t = atomic_load_explicit(&d->top, memory_order_acquire);
+  if (b - t + n <= r->mask + 1) return r;
+  int64_t capacity = 2 * (r->mask + 1);
+  while (capacity < b - t + n) capacity *= 2;
+  fp__ring *grown = ring_new(capacity); /* the items copied over */
+  if (!grown) return NULL;
+  for (int64_t i = t; i < b; i++) slot_set(grown, i, slot_get(r, i));
+  grown->older = r;
+  atomic_store_explicit(&d->ring, grown, memory_order_release);
+  return grown;
+}
+
+int fp__deque_push(fp__deque *d, fp_future *f) {
+  int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+  fp__ring *r = room_for(d, b, 1);
+  if (!r) return FP_ENOMEM;
   slot_set(r, b, f);
   /* release, no fence: the thieves see the slot with the new bottom. A
    * pusher that must then look for sleepers orders it (thread_pool.c). */
   atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+  return 0;
+}
+
+int fp__deque_push_many(fp__deque *d, fp_future *const *fs, size_t n) {
+  int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+  if (n > (size_t)INT64_MAX / 4) return FP_ENOMEM;
+  fp__ring *r = room_for(d, b, (int64_t)n);
+  if (!r) return FP_ENOMEM;
+  for (size_t i = 0; i < n; i++) slot_set(r, b + (int64_t)i, fs[i]);
+  atomic_store_explicit(&d->bottom, b + (int64_t)n, memory_order_release);
   return 0;
 }
 

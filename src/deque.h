@@ -32,6 +32,9 @@ void fp__deque_destroy(fp__deque *d);
 /* Owner: push (FP_ENOMEM if the ring cannot grow), pop (NULL if empty). */
 int fp__deque_push(fp__deque *d, fp_future *f);
 fp_future *fp__deque_pop(fp__deque *d);
+/* Owner: push n at once, all or none (FP_ENOMEM, nothing pushed): thieves
+ * see them only once every one is in. */
+int fp__deque_push_many(fp__deque *d, fp_future *const *fs, size_t n);
 /* Anyone: the oldest item, NULL if empty or lost to another thread. */
 fp_future *fp__deque_steal(fp__deque *d);
 /* Anyone, only if the owner never pops: up to max oldest items at once. */

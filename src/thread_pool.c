@@ -698,12 +698,10 @@ static int lane_submit(thread_pool *p, lane *l, fp_future *f) {
 /* Push n futures into the shared deque (submit_mu held); on error none.
  * *sleeping: whether a worker sleeps, for wake_one once the lock is let go. */
 static int push_shared(thread_pool *p, fp_future **fs, size_t n, bool *sleeping) {
-  for (size_t i = 0; i < n; i++)
-    if (fp__deque_push(&p->shared, fs[i])) {
-      while (i--) /* undo: the owner may pop what it pushed */
-        fp__deque_pop(&p->shared);
-      return fp__fail(FP_ENOMEM, "thread pool: no memory to queue a task");
-    }
+  /* All or none: workers steal from the shared deque while it is pushed
+   * to, so nothing pushed can be taken back. */
+  if (fp__deque_push_many(&p->shared, fs, n))
+    return fp__fail(FP_ENOMEM, "thread pool: no memory to queue %zu tasks", n);
   atomic_store_explicit(&p->submitted,
                         atomic_load_explicit(&p->submitted, memory_order_relaxed) + n,
                         memory_order_relaxed);
