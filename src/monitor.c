@@ -4,15 +4,33 @@
 #include "task_manager.h"
 
 #include <fcntl.h>
+#include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-/* A signal handler can only reach process-wide state: the wake pipe of the
- * manager that asked for SIGINT (the last one, when several do). */
-static atomic_int interrupt_fd = -1;
+/* ---- Ctrl-C: one process-wide registry ----
+ * A signal handler can only reach process-wide state. Every live manager
+ * that asked for SIGINT has a slot holding its wake pipe; the handler
+ * writes to each. The library's handler is installed by the first
+ * registration and the program's own restored by the last, whatever the
+ * order managers are freed in. Slots are never freed (a handler may be
+ * walking them), only reused; a slot is emptied, then the pipe is closed
+ * only once no handler is still inside, so a late handler never writes to
+ * a descriptor that has been reused meanwhile. */
+typedef struct interrupt_slot {
+  atomic_int fd; /* -1: free */
+  struct interrupt_slot *next;
+} interrupt_slot;
+
+static _Atomic(interrupt_slot *) interrupt_slots;
+static atomic_int handlers_inside;
 static atomic_int interrupts_seen;
+static pthread_mutex_t interrupt_mu = PTHREAD_MUTEX_INITIALIZER; /* registering */
+static int interrupt_users;
+static struct sigaction program_sigint;
 
 static void on_sigint(int sig) {
   if (atomic_fetch_add(&interrupts_seen, 1) > 0) { /* the second one: exit now */
@@ -20,12 +38,57 @@ static void on_sigint(int sig) {
     raise(sig);
     return;
   }
-  int fd = atomic_load(&interrupt_fd);
-  if (fd >= 0) {
-    char c = 'i';
-    ssize_t written = write(fd, &c, 1); /* async-signal-safe */
-    (void)written;
+  int saved = errno;
+  atomic_fetch_add(&handlers_inside, 1);
+  for (interrupt_slot *s = atomic_load(&interrupt_slots); s; s = s->next) {
+    int fd = atomic_load(&s->fd);
+    if (fd >= 0) {
+      char c = 'i';
+      ssize_t written = write(fd, &c, 1); /* async-signal-safe */
+      (void)written;
+    }
   }
+  atomic_fetch_sub(&handlers_inside, 1);
+  errno = saved;
+}
+
+static int interrupt_register(fp_task_manager *tm) {
+  pthread_mutex_lock(&interrupt_mu);
+  interrupt_slot *slot = NULL;
+  for (interrupt_slot *s = atomic_load(&interrupt_slots); s && !slot; s = s->next)
+    if (atomic_load(&s->fd) < 0) slot = s;
+  if (!slot && (slot = fp__calloc(1, sizeof *slot)) != NULL) {
+    atomic_init(&slot->fd, -1);
+    slot->next = atomic_load(&interrupt_slots);
+    atomic_store(&interrupt_slots, slot);
+  }
+  if (slot) {
+    atomic_store(&slot->fd, tm->wake_pipe[1]);
+    if (interrupt_users++ == 0) {
+      struct sigaction sa;
+      memset(&sa, 0, sizeof sa);
+      sa.sa_handler = on_sigint;
+      sa.sa_flags = SA_RESTART;
+      sigemptyset(&sa.sa_mask);
+      atomic_store(&interrupts_seen, 0);
+      sigaction(SIGINT, &sa, &program_sigint);
+    }
+  }
+  pthread_mutex_unlock(&interrupt_mu);
+  tm->interrupt_slot = slot;
+  return slot ? 0 : fp__fail(FP_ENOMEM, "task manager: no memory to handle Ctrl-C");
+}
+
+static void interrupt_unregister(fp_task_manager *tm) {
+  interrupt_slot *slot = tm->interrupt_slot;
+  if (!slot) return;
+  pthread_mutex_lock(&interrupt_mu);
+  atomic_store(&slot->fd, -1);
+  if (--interrupt_users == 0) sigaction(SIGINT, &program_sigint, NULL);
+  pthread_mutex_unlock(&interrupt_mu);
+  tm->interrupt_slot = NULL;
+  while (atomic_load(&handlers_inside)) /* a handler that read the fd is still writing */
+    sched_yield();
 }
 
 /* A log line from this thread must not land on the progress bar. */
@@ -144,16 +207,10 @@ int fp__tm_reporter_start(fp_task_manager *tm) {
     fcntl(tm->wake_pipe[i], F_SETFD, FD_CLOEXEC);
     fcntl(tm->wake_pipe[i], F_SETFL, O_NONBLOCK); /* the handler never blocks */
   }
-  if (o->handle_interrupt) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    atomic_store(&interrupts_seen, 0);
-    tm->old_interrupt_fd = atomic_exchange(&interrupt_fd, tm->wake_pipe[1]);
-    sigaction(SIGINT, &sa, &tm->old_sigint);
-    tm->sigint_installed = true;
+  if (o->handle_interrupt && interrupt_register(tm)) {
+    int rc = FP_ENOMEM;
+    fp__tm_reporter_stop(tm);
+    return rc;
   }
   int rc = pthread_create(&tm->reporter, NULL, reporter_main, tm);
   if (rc) {
@@ -172,11 +229,7 @@ void fp__tm_reporter_stop(fp_task_manager *tm) {
     pthread_join(tm->reporter, NULL);
     tm->reporter_running = false;
   }
-  if (tm->sigint_installed) {
-    sigaction(SIGINT, &tm->old_sigint, NULL);
-    atomic_store(&interrupt_fd, tm->old_interrupt_fd);
-    tm->sigint_installed = false;
-  }
+  interrupt_unregister(tm); /* before the pipe closes */
   for (int i = 0; i < 2; i++)
     if (tm->wake_pipe[i] >= 0) close(tm->wake_pipe[i]);
   tm->wake_pipe[0] = tm->wake_pipe[1] = -1;

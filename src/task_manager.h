@@ -68,9 +68,7 @@ struct fp_task_manager {
   bool reporter_running;
   pthread_t reporter;
   int wake_pipe[2]; /* [1]: 'q' to quit, 'i' from the SIGINT handler */
-  bool sigint_installed;
-  struct sigaction old_sigint;
-  int old_interrupt_fd;
+  struct interrupt_slot *interrupt_slot; /* handle_interrupt: its registration */
 };
 
 /* Begin a stop (mu held): returns true if this call began it. */
@@ -81,6 +79,9 @@ bool fp__tm_begin_stop(fp_task_manager *tm, int code, fp_task *failed, const cha
 void fp__tm_cancel_running(fp_task_manager *tm);
 
 /* monitor.c */
+/* The shortest monitor interval: a shorter one would keep a core busy
+ * logging. */
+#define FP__MONITOR_INTERVAL_MIN 1e-3
 int fp__tm_reporter_start(fp_task_manager *tm);
 void fp__tm_reporter_stop(fp_task_manager *tm);
 
