@@ -5,6 +5,11 @@
 #include <errno.h>
 #include <math.h>
 
+int fp__check_timeout(double timeout_s, const char *fn) {
+  if (isnan(timeout_s)) return fp__einval("%s: the timeout is NaN", fn);
+  return 0;
+}
+
 double fp__now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -1,5 +1,6 @@
 /* error.c - error codes and messages, the thread's last error, and the
  * allocator hook every allocation in the library goes through. */
+#define _GNU_SOURCE /* strerrorname_np, strerrordesc_np (glibc 2.32) */
 #include "internal.h"
 
 #include <stdio.h>
@@ -42,6 +43,16 @@ const char *fp_version_string(void) { return FP_VERSION_STRING; }
   XX(ENETUNREACH, "network is unreachable")                \
   XX(EHOSTUNREACH, "host is unreachable")
 
+/* Any other -errno: its name ("EBADMSG") or description, where the C
+ * library can tell without a buffer; else "FP_UNKNOWN" / "unknown error". */
+static const char *errno_text(int code, bool name) {
+  const char *text = NULL;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  if (code < 0 && code > -4096) text = name ? strerrorname_np(-code) : strerrordesc_np(-code);
+#endif
+  return text ? text : name ? "FP_UNKNOWN" : "unknown error";
+}
+
 const char *fp_strerror(int code) {
   switch (code) {
 #define FP__ERR_TEXT(name, value, text) \
@@ -57,7 +68,7 @@ const char *fp_strerror(int code) {
   case 0:
     return "success";
   default:
-    return "unknown error";
+    return errno_text(code, false);
   }
 }
 
@@ -76,7 +87,7 @@ const char *fp_err_name(int code) {
   case 0:
     return "FP_OK";
   default:
-    return "FP_UNKNOWN";
+    return errno_text(code, true);
   }
 }
 
@@ -146,9 +157,14 @@ void fp_reset_allocator(void) {
 void *fp__malloc(size_t size) { return alloc.malloc_fn(size); }
 void *fp__calloc(size_t count, size_t size) { return alloc.calloc_fn(count, size); }
 void *fp__realloc(void *ptr, size_t size) { return alloc.realloc_fn(ptr, size); }
+void *fp__malloc_array(size_t count, size_t size) {
+  if (size && count > SIZE_MAX / size) return NULL;
+  return alloc.malloc_fn(count * size);
+}
 fp_free_fn fp__current_free(void) { return alloc.free_fn; }
 
 void *fp__calloc_lines(size_t size) {
+  if (size > SIZE_MAX - FP__APART - sizeof(void *)) return NULL;
   char *raw = fp__calloc(1, size + FP__APART + sizeof(void *));
   if (!raw) return NULL;
   void **lines =

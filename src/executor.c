@@ -40,6 +40,7 @@ int fp__submit(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *topt
   if (out) *out = NULL;
   if (!ex || !fn || !out)
     return fp__einval("fp_submit: %s is NULL", !ex ? "executor" : !fn ? "function" : "out");
+  if (fp__check_timeout(timeout_s, "fp_submit")) return FP_EINVAL;
   if (atomic_load_explicit(&ex->shut_down, memory_order_relaxed))
     return fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown");
   fp_future *f = fp__future_new_task(ex, fn, arg, topt, bytes);
@@ -102,6 +103,7 @@ int fp_shutdown(fp_executor *ex, bool wait, bool cancel_futures) {
 
 int fp_shutdown_timeout(fp_executor *ex, bool cancel_futures, double timeout_s) {
   if (!ex) return fp__einval("fp_shutdown_timeout: executor is NULL");
+  if (fp__check_timeout(timeout_s, "fp_shutdown_timeout")) return FP_EINVAL;
   fp__deadline d = fp__deadline_in(timeout_s);
   return ex->vt->shutdown(ex, true, cancel_futures, &d);
 }

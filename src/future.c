@@ -785,6 +785,7 @@ static bool help_until_done(fp_future *f, const fp__deadline *d, int *rc) {
 
 int fp_future_wait(fp_future *f, double timeout_s) {
   if (!f) return fp__einval("fp_future_wait: future is NULL");
+  if (fp__check_timeout(timeout_s, "fp_future_wait")) return FP_EINVAL;
   if (is_done_state(atomic_load(&f->state))) return 0;
   if (timeout_s == 0)
     return fp__fail(FP_ETIMEDOUT, "future %llu is not done", (unsigned long long)id_of(f));

@@ -16,6 +16,9 @@
 void *fp__malloc(size_t size);
 void *fp__calloc(size_t count, size_t size);
 void *fp__realloc(void *ptr, size_t size);
+/* count * size bytes, or NULL (as for ENOMEM) when the product overflows:
+ * every array the library sizes from a caller's count goes through it. */
+void *fp__malloc_array(size_t count, size_t size);
 void fp__free(void *ptr);
 fp_free_fn fp__current_free(void); /* the free that goes with fp__malloc now */
 /* Zeroed memory starting on a cache line, for structures whose members
@@ -32,6 +35,9 @@ int fp__fail(int code, const char *fmt, ...) FP_PRINTF(2, 3);
 int fp__einval(const char *fmt, ...) FP_PRINTF(1, 2);
 
 /* ---- time ---- */
+/* FP_EINVAL (and a log line naming fn) for a NaN timeout; 0 otherwise.
+ * Negative and +inf timeouts mean "no limit", as the header says. */
+int fp__check_timeout(double timeout_s, const char *fn);
 /* An absolute CLOCK_MONOTONIC deadline; infinite when timeout_s < 0. */
 typedef struct fp__deadline {
   struct timespec at;

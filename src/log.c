@@ -55,9 +55,13 @@ int fp_set_logger(fp_log_fn fn, void *userdata, fp_log_level min_level) {
 }
 
 static void vlog(fp_log_level level, const char *fmt, va_list ap) {
+  if ((int)level < FP_LOG_DEBUG || level > FP_LOG_ERROR) level = FP_LOG_ERROR; /* unknown: loud */
   if ((int)level < atomic_load(&logger_min_level)) return;
   char line[1024];
-  vsnprintf(line, sizeof line, fmt, ap);
+  if (fmt)
+    vsnprintf(line, sizeof line, fmt, ap);
+  else /* a NULL format is a caller's slip, not a reason to crash */
+    snprintf(line, sizeof line, "(fp_log called with a NULL format)");
   pthread_mutex_lock(&logger_mu);
   fp_log_fn fn = logger_fn ? logger_fn : default_logger;
   void *ud = logger_userdata;

@@ -2,6 +2,7 @@
  * input order, never more than `buffersize` items read ahead. */
 #include "internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -130,20 +131,24 @@ int fp_map_new(fp_executor *ex, fp_fn fn, fp_iter_fn next, void *state,
     m->opt = *opt;
   else
     fp_map_options_init(&m->opt);
-  if (m->opt.chunksize < 1) {
-    int got = m->opt.chunksize;
+  fp_map_options o = m->opt;
+  if (o.chunksize < 1 || o.buffersize > SIZE_MAX / sizeof *m->window || isnan(o.timeout_s)) {
     fp__free(m);
-    return fp__einval("fp_map_new: chunksize must be 1 or more (got %d)", got);
+    if (o.chunksize < 1)
+      return fp__einval("fp_map_new: chunksize must be 1 or more (got %d)", o.chunksize);
+    if (isnan(o.timeout_s)) return fp__einval("fp_map_new: the timeout is NaN");
+    return fp__einval("fp_map_new: buffersize %zu is larger than any window could be",
+                      o.buffersize);
   }
   size_t chunk = (size_t)m->opt.chunksize;
   if (!m->opt.buffersize) {
     m->opt.buffersize = 2 * (size_t)ex->max_workers * chunk;
     if (m->opt.buffersize < MIN_DEFAULT_BUFFER) m->opt.buffersize = MIN_DEFAULT_BUFFER;
   }
-  m->window = fp__malloc(m->opt.buffersize * sizeof *m->window);
+  m->window = fp__malloc_array(m->opt.buffersize, sizeof *m->window);
   m->submit = chunk > 1 && ex->vt->submit_chunk ? ex->vt->submit_chunk : ex->vt->submit_many;
   size_t batch = chunk > 1 ? chunk : m->opt.buffersize;
-  if (m->submit) m->chunk = fp__malloc(batch * sizeof *m->chunk);
+  if (m->submit) m->chunk = fp__malloc_array(batch, sizeof *m->chunk);
   if (!m->window || (m->submit && !m->chunk)) {
     fp__free(m->window);
     fp__free(m->chunk);

@@ -197,7 +197,7 @@ bool fp__tm_begin_stop(fp_task_manager *tm, int code, fp_task *failed, const cha
 void fp__tm_cancel_running(fp_task_manager *tm) {
   pthread_mutex_lock(&tm->mu);
   size_t n = 0, room = tm->in_flight;
-  fp_future **fs = room ? fp__malloc(room * sizeof *fs) : NULL;
+  fp_future **fs = room ? fp__malloc_array(room, sizeof *fs) : NULL;
   for (fp_task *t = tm->running.head; t && n < room && fs; t = t->next) {
     fp_future *f = atomic_load(&t->future);
     if (f) fs[n++] = fp_future_retain(f); /* else mid-handover: the trampoline turns it away */
@@ -357,8 +357,9 @@ int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out) 
   }
   if ((unsigned)opt->error_policy > FP_POLICY_IGNORE)
     return fp__einval("fp_tm_new: unknown error policy %d", (int)opt->error_policy);
-  if (!(opt->monitor_interval >= 0))
-    return fp__einval("fp_tm_new: monitor_interval must be 0 (off) or more");
+  if (!(opt->monitor_interval == 0 || opt->monitor_interval >= FP__MONITOR_INTERVAL_MIN))
+    return fp__einval("fp_tm_new: monitor_interval must be 0 (off) or at least %g s (got %g)",
+                      FP__MONITOR_INTERVAL_MIN, opt->monitor_interval);
   fp_task_manager *tm = fp__calloc(1, sizeof *tm);
   if (!tm) return fp__fail(FP_ENOMEM, "fp_tm_new: out of memory");
   tm->ex = ex;
@@ -394,6 +395,7 @@ static int add_source(fp_task_manager *tm, tm_source *s) {
 int fp_tm_submit(fp_task_manager *tm, fp_fn fn, void *arg, double timeout_s, fp_task **out) {
   if (out) *out = NULL;
   if (!tm || !fn) return fp__einval("fp_tm_submit: %s is NULL", tm ? "function" : "manager");
+  if (fp__check_timeout(timeout_s, "fp_tm_submit")) return FP_EINVAL;
   fp__deadline d = fp__deadline_in(timeout_s);
   pthread_mutex_lock(&tm->mu);
   int rc = 0;
@@ -459,7 +461,7 @@ static void consume(fp_task_manager *tm, fp_task *t) {
   if (tm->opt.keep_completed) {
     if (tm->kept_count == tm->kept_room) {
       size_t room = tm->kept_room ? 2 * tm->kept_room : 64;
-      fp_task **grown = fp__realloc(tm->kept, room * sizeof *grown);
+      fp_task **grown = room <= SIZE_MAX / sizeof *grown ? fp__realloc(tm->kept, room * sizeof *grown) : NULL;
       if (!grown) {
         fp_log(FP_LOG_WARNING, "task manager: no memory to keep task %llu in the list",
                (unsigned long long)t->index);
@@ -475,6 +477,7 @@ static void consume(fp_task_manager *tm, fp_task *t) {
 int fp_tm_next(fp_task_manager *tm, double timeout_s, fp_task **out) {
   if (out) *out = NULL;
   if (!tm || !out) return fp__einval("fp_tm_next: %s is NULL", tm ? "out" : "manager");
+  if (fp__check_timeout(timeout_s, "fp_tm_next")) return FP_EINVAL;
   fp__deadline d = fp__deadline_in(timeout_s);
   pthread_mutex_lock(&tm->mu);
   int rc;
@@ -509,6 +512,7 @@ int fp_tm_next(fp_task_manager *tm, double timeout_s, fp_task **out) {
 
 int fp_tm_run(fp_task_manager *tm, double timeout_s) {
   if (!tm) return fp__einval("fp_tm_run: manager is NULL");
+  if (fp__check_timeout(timeout_s, "fp_tm_run")) return FP_EINVAL;
   fp__deadline d = fp__deadline_in(timeout_s);
   for (;;) {
     if (fp__deadline_passed(&d)) /* tasks may complete for ever: check it here */

@@ -33,7 +33,11 @@ static long dedup_futures(fp_future *const *fs, size_t n, fp_future **uniq) {
   return (long)count;
 }
 
+/* More futures than an address space could hold arrays for: a bad count. */
+#define MAX_FUTURES (SIZE_MAX / 64)
+
 static int check_futures(const char *fn, fp_future *const *fs, size_t n) {
+  if (n > MAX_FUTURES) return fp__einval("%s: %zu futures is not a count", fn, n);
   if (!fs && n) return fp__einval("%s: futures array is NULL", fn);
   for (size_t i = 0; i < n; i++)
     if (!fs[i]) return fp__einval("%s: future %zu is NULL", fn, i);
@@ -45,13 +49,14 @@ static int check_futures(const char *fn, fp_future *const *fs, size_t n) {
 int fp_wait(fp_future *const *fs, size_t n, fp_return_when when, double timeout_s,
             fp_future **done, size_t *n_done, fp_future **not_done, size_t *n_not_done) {
   int rc = check_futures("fp_wait", fs, n);
+  if (!rc) rc = fp__check_timeout(timeout_s, "fp_wait");
   if (rc) return rc;
   if (when != FP_ALL_COMPLETED && when != FP_FIRST_COMPLETED && when != FP_FIRST_EXCEPTION)
     return fp__einval("fp_wait: unknown return_when %d", (int)when);
   fp__deadline d = fp__deadline_in(timeout_s);
 
-  fp_future **uniq = fp__malloc((n ? n : 1) * sizeof *uniq);
-  fp__wait_node *nodes = fp__malloc((n ? n : 1) * sizeof *nodes);
+  fp_future **uniq = fp__malloc_array(n ? n : 1, sizeof *uniq);
+  fp__wait_node *nodes = fp__malloc_array(n ? n : 1, sizeof *nodes);
   fp__waiter w;
   if (!uniq || !nodes || fp__waiter_init(&w)) {
     fp__free(uniq);
@@ -125,13 +130,14 @@ int fp_as_completed_new(fp_future *const *fs, size_t n, double timeout_s,
   if (!out) return fp__einval("fp_as_completed_new: out is NULL");
   *out = NULL;
   int rc = check_futures("fp_as_completed_new", fs, n);
+  if (!rc) rc = fp__check_timeout(timeout_s, "fp_as_completed_new");
   if (rc) return rc;
   fp_as_completed *it = fp__calloc(1, sizeof *it);
   size_t room = n ? n : 1;
   if (it) {
-    it->futures = fp__malloc(room * sizeof *it->futures);
-    it->nodes = fp__malloc(room * sizeof *it->nodes);
-    it->done_now = fp__malloc(room * sizeof *it->done_now);
+    it->futures = fp__malloc_array(room, sizeof *it->futures);
+    it->nodes = fp__malloc_array(room, sizeof *it->nodes);
+    it->done_now = fp__malloc_array(room, sizeof *it->done_now);
   }
   if (!it || !it->futures || !it->nodes || !it->done_now || fp__waiter_init(&it->waiter)) {
     if (it) {
