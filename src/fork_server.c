@@ -59,9 +59,8 @@ int fp__write_full(int fd, const void *buf, size_t len) {
 
 /* Test hook (FUTUREPROOF_TEST_FAULT, read when the pool is created):
  * 1 die while reading a request, 2 die while writing a reply, 3 send a
- * reply the parent cannot read, 4 stop (SIGSTOP) in the middle of a reply.
- * Off (0) unless a test asks. */
-enum { FAULT_NONE, FAULT_DIE_READING, FAULT_DIE_WRITING, FAULT_GARBAGE_REPLY, FAULT_STOP_WRITING };
+ * reply the parent cannot read. Off (0) unless a test asks. */
+enum { FAULT_NONE, FAULT_DIE_READING, FAULT_DIE_WRITING, FAULT_GARBAGE_REPLY };
 
 /* Replies are gathered, whole records only, and sent at the end of a job
  * or when the buffer is full: one send for a chunk of small results
@@ -125,10 +124,9 @@ static void worker_reply(const reply_to *to, uint32_t item, int code, const char
                     bytes ? bytes->size : value};
   if (h.msg_len > REPLY_MESSAGE_MAX) h.msg_len = REPLY_MESSAGE_MAX;
   if (to->fault == FAULT_GARBAGE_REPLY) h.msg_len = UINT32_MAX;
-  if (to->fault == FAULT_DIE_WRITING || to->fault == FAULT_STOP_WRITING) {
+  if (to->fault == FAULT_DIE_WRITING) {
     flush_replies(to->fd);
     fp__write_full(to->fd, &h, sizeof h / 2);
-    if (to->fault == FAULT_STOP_WRITING) raise(SIGSTOP);
     _exit(0);
   }
   size_t record = sizeof h + (to->fault == FAULT_GARBAGE_REPLY ? 0 : h.msg_len);

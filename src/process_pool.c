@@ -697,11 +697,13 @@ static job *next_job(process_pool *p, const worker *w) {
   }
 }
 
-static void give(process_pool *p, worker *w, job *j) {
+/* Send j to w; false (j failed with FP_ENOMEM) when there is no memory
+ * to send it. */
+static bool give(process_pool *p, worker *w, job *j) {
   j->seq = w->next_seq++;
   if (prepare_output(w, j)) {
     settle_job(p, j, FP_ENOMEM, "no memory to send the task to a worker");
-    return;
+    return false;
   }
   if (w->job_tail)
     w->job_tail->next = j;
@@ -715,6 +717,7 @@ static void give(process_pool *p, worker *w, job *j) {
     w->deadline = p->opt.task_timeout > 0 ? w->job_started + p->opt.task_timeout : 0;
   }
   flush_output(w);
+  return true;
 }
 
 /* Idle workers first, one job each; then a second job behind each busy
@@ -729,7 +732,7 @@ static void assign_jobs(process_pool *p) {
         if (pass) return;
         break;
       }
-      give(p, w, j);
+      if (!give(p, w, j)) i--; /* w is as it was: the next job for it */
     }
 }
 
@@ -760,8 +763,8 @@ static void spawn_more(process_pool *p) {
 }
 
 /* No worker has been started for a while and none is left: fail what is
- * queued with the reason rather than keep it for ever. The pool stays:
- * later submits run once a worker starts again. */
+ * queued with the reason rather than keep it for ever. The pool stays: a
+ * later submit tries again at once, and fails only after its own while. */
 static void give_up_queue(process_pool *p) {
   if (!p->spawn_failing_since || fp__now() - p->spawn_failing_since < SPAWN_GIVE_UP_S) return;
   for (size_t i = 0; i < p->nworkers; i++)
@@ -775,6 +778,7 @@ static void give_up_queue(process_pool *p) {
            fp__now() - p->spawn_failing_since, p->spawn_error);
   fp_log(FP_LOG_ERROR, "process pool: %s; failing the queued tasks", msg);
   settle_list(p, queued, FP_ENOMEM, msg);
+  p->spawn_failing_since = 0;
 }
 
 /* Timeouts, cancels, kill_workers, and the dead whose status is late. */

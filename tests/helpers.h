@@ -19,6 +19,16 @@
 #define TEST_TIMEOUT 60
 #define LONG_WAIT 20.0
 
+/* Built with ASan or TSan: RLIMIT_AS cannot work there, and loops that
+ * fork a thousand times are shortened. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UNDER_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UNDER_SANITIZER 1
+#endif
+#endif
+
 static inline double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -28,6 +38,18 @@ static inline double now_s(void) {
 static inline void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
+}
+
+/* Poll cond(arg) every millisecond until it holds (true) or `seconds`
+ * pass (false): for conditions nothing can be waited on for, such as
+ * another process's state. */
+static inline bool wait_until(bool (*cond)(void *), void *arg, double seconds) {
+  double end = now_s() + seconds;
+  for (;;) {
+    if (cond(arg)) return true;
+    if (now_s() >= end) return false;
+    sleep_ms(1);
+  }
 }
 
 /* ---- a logger that keeps the lines, for assertions ---- */

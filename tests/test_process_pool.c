@@ -474,17 +474,9 @@ static void *allocate_mib(void *arg) {
   return arg;
 }
 
-/* RLIMIT_AS cannot work under ASan or TSan: their shadow memory reserves
- * terabytes of address space, so a limited worker cannot even start. The
- * plain build runs this test. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-
+/* RLIMIT_AS cannot work under ASan or TSan (UNDER_SANITIZER): their
+ * shadow memory reserves terabytes of address space, so a limited worker
+ * cannot even start. The plain build runs this test. */
 START_TEST(memory_limit_bounds_each_worker) {
 #ifdef UNDER_SANITIZER
   return;
