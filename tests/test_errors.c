@@ -43,6 +43,24 @@ START_TEST(common_errno_values_are_named) {
 }
 END_TEST
 
+/* Every errno the C library knows by name, not only the common ones: a
+ * task may fail with any -errno. */
+START_TEST(every_errno_is_named) {
+  ck_assert_str_eq(fp_err_name(-EBADMSG), "EBADMSG");
+  ck_assert_str_eq(fp_err_name(-EOVERFLOW), "EOVERFLOW");
+  ck_assert_str_eq(fp_err_name(-ENOTCONN), "ENOTCONN");
+  ck_assert_str_ne(fp_strerror(-EBADMSG), "unknown error");
+  int named = 0;
+  for (int e = 1; e < 134; e++) {
+    if (!strerrorname_np(e)) continue; /* a gap in the numbering */
+    ck_assert_msg(strcmp(fp_err_name(-e), "FP_UNKNOWN") != 0, "errno %d has no name", e);
+    ck_assert_msg(strcmp(fp_strerror(-e), "unknown error") != 0, "errno %d has no text", e);
+    named++;
+  }
+  ck_assert_int_gt(named, 120);
+}
+END_TEST
+
 static void *fail_in_thread(void *arg) {
   (void)arg;
   fp_future_new(NULL);
@@ -75,5 +93,5 @@ START_TEST(version_matches_the_header) {
 END_TEST
 
 TEST_MAIN("errors", every_code_has_a_name_and_a_message, unknown_codes_are_named_unknown,
-          common_errno_values_are_named,
+          common_errno_values_are_named, every_errno_is_named,
           last_error_is_per_thread, version_matches_the_header)

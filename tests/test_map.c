@@ -245,8 +245,57 @@ START_TEST(bad_arguments) {
 }
 END_TEST
 
+/* ---- a batch the thread pool cannot queue ---- */
+
+static atomic_long batch_ran;
+static atomic_bool fail_big_calloc;
+static void *count_run(void *arg) {
+  atomic_fetch_add(&batch_ran, 1);
+  return arg;
+}
+static bool some_task_ran(void *arg) {
+  (void)arg;
+  return atomic_load(&batch_ran) > 0;
+}
+/* Fails the first large zeroed block asked for while armed (a queue's
+ * ring growing), once a task has had every chance to run from what was
+ * queued before it. */
+static void *calloc_failing_big(size_t count, size_t size) {
+  if (count * size >= 200000 && atomic_exchange(&fail_big_calloc, false)) {
+    wait_until(some_task_ran, NULL, 0.5);
+    return NULL;
+  }
+  return calloc(count, size);
+}
+
+START_TEST(a_batch_that_cannot_be_queued_runs_none_of_its_tasks) {
+  capture_start();
+  fp_set_allocator(malloc, calloc_failing_big, realloc, free);
+  for (int round = 0; round < 3; round++) {
+    fp_executor *ex = new_pool(2);
+    atomic_store(&batch_ran, 0);
+    atomic_store(&fail_big_calloc, true);
+    counter input = {.next = 0, .limit = 100000};
+    fp_map_options opt;
+    fp_map_options_init(&opt);
+    opt.buffersize = 100000;
+    fp_map *m;
+    ck_assert_int_eq(fp_map_new(ex, count_run, count_up, &input, &opt, &m), 0);
+    void *r;
+    ck_assert_int_eq(fp_map_next(m, &r), FP_ENOMEM);
+    fp_map_free(m);
+    fp_executor_free(ex);
+    /* All or none: a failed submit leaves nothing running. */
+    long ran = atomic_load(&batch_ran);
+    ck_assert_int_eq(ran, 0);
+  }
+  fp_reset_allocator();
+}
+END_TEST
+
 TEST_MAIN("map", results_in_input_order, read_ahead_is_bounded_and_input_is_infinite,
           default_buffersize_is_twice_the_workers_at_least_64, an_item_error_does_not_end_the_iteration,
           an_input_error_comes_after_the_items_before_it, timeout_counts_from_the_call,
           abandoning_cancels_what_has_not_started, items_and_results_are_freed_even_when_abandoned,
-          shutdown_under_the_map, bad_arguments)
+          shutdown_under_the_map, bad_arguments,
+          a_batch_that_cannot_be_queued_runs_none_of_its_tasks)

@@ -453,6 +453,47 @@ START_TEST(one_sigint_stops_the_run_quickly_and_the_handler_is_restored) {
 }
 END_TEST
 
+/* Two managers that handle Ctrl-C, freed in the order they were made: one
+ * Ctrl-C stops both, and afterwards the program's own handler is back. */
+START_TEST(two_interruptible_managers_share_ctrl_c_and_restore_the_handler) {
+  struct sigaction mine, seen;
+  memset(&mine, 0, sizeof mine);
+  mine.sa_handler = own_handler;
+  sigaction(SIGINT, &mine, NULL);
+  capture_start();
+  fp_executor *ex = new_pool(2);
+  for (int round = 0; round < 3; round++) {
+    own_handler_calls = 0;
+    gate g;
+    gate_init(&g);
+    fp_task_manager *first = interruptible_tm(ex), *second = interruptible_tm(ex);
+    ck_assert_int_eq(fp_tm_submit(first, task_wait_gate, &g, LONG_WAIT, NULL), 0);
+    ck_assert_int_eq(fp_tm_submit(second, task_wait_gate, &g, LONG_WAIT, NULL), 0);
+    ck_assert(gate_wait_arrived(&g, 2));
+    raise(SIGINT);
+    fp_task *t;
+    ck_assert_int_eq(fp_tm_next(first, LONG_WAIT, &t), FP_EINTR);
+    ck_assert_int_eq(fp_tm_next(second, LONG_WAIT, &t), FP_EINTR);
+    ck_assert_int_eq(own_handler_calls, 0);
+    gate_open(&g);
+    if (round == 1) { /* any order */
+      fp_task_manager *swap = first;
+      first = second;
+      second = swap;
+    }
+    fp_tm_free(first);
+    sigaction(SIGINT, NULL, &seen); /* the second still lives: still ours */
+    ck_assert_ptr_ne((void *)(uintptr_t)seen.sa_handler, (void *)(uintptr_t)own_handler);
+    fp_tm_free(second);
+    sigaction(SIGINT, NULL, &seen);
+    ck_assert_ptr_eq((void *)(uintptr_t)seen.sa_handler, (void *)(uintptr_t)own_handler);
+    raise(SIGINT);
+    ck_assert_int_eq(own_handler_calls, 1);
+  }
+  fp_executor_free(ex);
+}
+END_TEST
+
 START_TEST(a_second_sigint_exits_the_process) {
   int survived[2];
   ck_assert_int_eq(pipe(survived), 0);
@@ -585,6 +626,7 @@ TEST_MAIN("task_manager", policy_from_string_any_case,
           ignore_is_silent_and_keeps_errors, monitor_lines_at_its_interval,
           progress_as_log_lines_when_not_a_terminal,
           one_sigint_stops_the_run_quickly_and_the_handler_is_restored,
+          two_interruptible_managers_share_ctrl_c_and_restore_the_handler,
           a_second_sigint_exits_the_process, no_handler_is_installed_unasked,
           sigint_in_a_worker_thread_stops_the_run_too,
           run_times_out_even_while_tasks_keep_completing, free_in_the_middle_does_not_hang,
