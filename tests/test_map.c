@@ -286,8 +286,8 @@ START_TEST(a_batch_that_cannot_be_queued_runs_none_of_its_tasks) {
     fp_map_free(m);
     fp_executor_free(ex);
     /* All or none: a failed submit leaves nothing running. */
-    long ran = atomic_load(&batch_ran);
-    ck_assert_int_eq(ran, 0);
+    long batch_tasks_run = atomic_load(&batch_ran);
+    ck_assert_int_eq(batch_tasks_run, 0);
   }
   fp_reset_allocator();
 }
