@@ -541,6 +541,13 @@ static void worker_readable(process_pool *p, worker *w) {
 
 /* ---- the control socket ---- */
 
+static ssize_t send_control(process_pool *p, const ctl_msg *m) {
+  ssize_t n;
+  while ((n = send(p->ctl, m, sizeof *m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  }
+  return n;
+}
+
 /* The fork server reaped a worker. What the worker wrote before it exited
  * is in its socket already: read it, then settle the rest as its death.
  * Its socket is not waited on: a process the task started may hold it
@@ -754,7 +761,7 @@ static void spawn_more(process_pool *p) {
   while (queued > idle + p->spawning && live + p->spawning < (size_t)p->base.max_workers &&
          p->spawning < at_once) {
     ctl_msg m = {CTL_SPAWN, ++p->next_worker_id, 0, 0};
-    if (send(p->ctl, &m, sizeof m, MSG_NOSIGNAL) < 0) {
+    if (send_control(p, &m) < 0) {
       break_pool(p, "its fork server is gone");
       return;
     }
@@ -1034,6 +1041,7 @@ static void pp_destroy(fp_executor *ex) {
   close(p->wake[0]);
   close(p->wake[1]);
   fp__free(p->workers);
+  fp__free(p->fds);
   pthread_cond_destroy(&p->done_cv);
   pthread_mutex_destroy(&p->mu);
   fp__free(p);
@@ -1096,7 +1104,7 @@ void fp_process_pool_options_init(fp_process_pool_options *opt) {
  * from futures that never run. */
 static int first_worker(process_pool *p) {
   ctl_msg m = {CTL_SPAWN, ++p->next_worker_id, 0, 0};
-  if (send(p->ctl, &m, sizeof m, MSG_NOSIGNAL) < 0)
+  if (send_control(p, &m) < 0)
     return fp__fail(FP_ENOMEM, "fp_process_pool_new: its fork server is gone");
   struct pollfd pf = {p->ctl, POLLIN, 0};
   fp__deadline d = fp__deadline_in(FIRST_WORKER_TIMEOUT_S);

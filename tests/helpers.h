@@ -16,7 +16,9 @@
 /* Timeouts, in seconds, for Check (per test) and for waits in tests: long
  * enough for a loaded machine under ThreadSanitizer, so that only a hang
  * fails them. */
+#ifndef TEST_TIMEOUT
 #define TEST_TIMEOUT 60
+#endif
 #define LONG_WAIT 20.0
 
 /* Built with ASan or TSan: RLIMIT_AS cannot work there, and loops that
