@@ -7,8 +7,9 @@
  *   fp_last_error() / fp_last_error_message().
  * - Bad arguments (NULL, zero or negative counts, unknown enum values) give
  *   FP_EINVAL and a log line; they never crash.
- * - Every blocking call takes a timeout in seconds: negative waits forever,
- *   0 polls, positive waits at most that long.
+ * - Every blocking call takes a timeout in seconds: negative (or +inf)
+ *   waits forever, 0 polls, positive waits at most that long; NaN is
+ *   FP_EINVAL.
  * - Futures are reference counted. A function that hands you a future
  *   ("*out") gives you one reference; drop it with fp_future_release(). */
 #ifndef FUTUREPROOF_H
@@ -76,11 +77,11 @@ typedef enum {
 #undef FP__ERR_ENUM
 } fp_errno;
 
-/* A message for any code (library codes and common -errno values;
- * "unknown error" for others). Never NULL; the string is static. */
+/* A message for any code (library codes and every -errno the C library
+ * names; "unknown error" for others). Never NULL; the string is static. */
 FP_EXTERN const char *fp_strerror(int code);
-/* The code's name, e.g. "FP_ETIMEDOUT"; common -errno values a task may
- * fail with are named too ("ENOENT"); "FP_UNKNOWN" for others. */
+/* The code's name, e.g. "FP_ETIMEDOUT"; -errno values a task may fail
+ * with are named too ("ENOENT", "EBADMSG"); "FP_UNKNOWN" for others. */
 FP_EXTERN const char *fp_err_name(int code);
 
 /* An error: a code and a message. Owned by whoever hands it out. */
@@ -184,7 +185,9 @@ FP_EXTERN const fp_error *fp_future_error(fp_future *f);
 
 /* Callbacks run in the order added, in the thread that completes the
  * future; one added to a done future runs at once in the caller. On an
- * error (FP_EINVAL, FP_ENOMEM) the callback is never called. */
+ * error (FP_EINVAL, FP_ENOMEM) the callback is never called. userdata must
+ * live until the callback has run, which can be after fp_future_wait (or
+ * any other waiter) has returned: waiters are woken first. */
 FP_EXTERN int fp_future_on_done(fp_future *f, fp_done_cb cb, void *userdata);
 
 /* What the future runs, and a number unique within its executor (tasks
@@ -310,15 +313,21 @@ FP_EXTERN void fp_process_pool_options_init(fp_process_pool_options *opt);
 
 /* A pool of worker processes, forked from a single-threaded fork server
  * created here (so create it while every function your tasks call exists;
- * in a threaded program that is safe). Tasks run as fn(arg) in a worker:
- * with fp_submit the pointer's *value* crosses (use it for integers), with
- * fp_submit_bytes the bytes do. A task that crashes fails its future with
- * FP_ECRASHED naming the signal or exit status; the worker is replaced. */
+ * in a threaded program that is safe). The first worker starts here too:
+ * FP_ENOMEM (the message says why) when no process can be started. Tasks
+ * run as fn(arg) in a worker: with fp_submit the pointer's *value* crosses
+ * (use it for integers), with fp_submit_bytes the bytes do. A task that
+ * crashes fails its future with FP_ECRASHED naming the signal or exit
+ * status; the worker is replaced, and what the task started (its process
+ * group) is killed with it. When no worker can be started for a second
+ * (fork fails), queued tasks fail with FP_ENOMEM; the pool tries again,
+ * backing off, for later ones. */
 FP_EXTERN int fp_process_pool_new(const fp_process_pool_options *opt, fp_executor **out);
 
 /* Stop everything now: shut down (cancel what is queued) and kill every
- * worker with SIGKILL (terminate: SIGTERM); running tasks fail with
- * FP_ECANCELED. Returns once the workers are gone. */
+ * worker with SIGKILL (terminate: SIGTERM, then SIGKILL for a worker still
+ * there after a second); running tasks fail with FP_ECANCELED. Returns
+ * once the workers are gone (reaped). */
 FP_EXTERN int fp_process_pool_kill_workers(fp_executor *ex);
 FP_EXTERN int fp_process_pool_terminate_workers(fp_executor *ex);
 
@@ -431,12 +440,14 @@ typedef struct fp_tm_options {
    * executor's max_workers. */
   size_t max_in_flight;
   /* Seconds between monitor lines ("N tasks completed in the last X s"),
-   * logged at info level. Default 2; 0 = no monitor. */
+   * logged at info level. Default 2; 0 = no monitor; at least 0.001. */
   double monitor_interval;
   /* Install a SIGINT handler for the manager's life: one Ctrl-C stops the
-   * run (fp_tm_next / fp_tm_run return FP_EINTR); a second one during the
-   * stop exits the process. The previous handler is restored by
-   * fp_tm_free. Off by default: the library installs no handler unasked. */
+   * run of every live manager that asked (fp_tm_next / fp_tm_run return
+   * FP_EINTR); a second one during the stop exits the process. The
+   * program's handler is restored when the last such manager is freed, in
+   * whatever order they are. Off by default: the library installs no
+   * handler unasked. */
   bool handle_interrupt;
   /* Show progress when `total` is known: a bar redrawn in place on stderr
    * when it is a terminal, plain info log lines otherwise. */
