@@ -560,27 +560,35 @@ static void worker_exited(process_pool *p, worker *w, int status) {
   bury(p, w);
 }
 
-static void control_readable(process_pool *p) {
-  ctl_msg m;
+/* One message from the fork server, and the descriptor it carries (-1 if
+ * none). recvmsg's result. */
+static ssize_t recv_control(process_pool *p, ctl_msg *m, int *fd, int flags) {
   union {
     char buf[CMSG_SPACE(sizeof(int))];
     struct cmsghdr align;
   } u;
-  struct iovec iov = {&m, sizeof m};
+  struct iovec iov = {m, sizeof *m};
   struct msghdr mh;
   memset(&mh, 0, sizeof mh);
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
   mh.msg_control = u.buf;
   mh.msg_controllen = sizeof u.buf;
-  ssize_t n = recvmsg(p->ctl, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  *fd = -1;
+  ssize_t n = recvmsg(p->ctl, &mh, MSG_CMSG_CLOEXEC | flags);
+  struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+  if (c && c->cmsg_type == SCM_RIGHTS) memcpy(fd, CMSG_DATA(c), sizeof *fd);
+  return n;
+}
+
+static void control_readable(process_pool *p) {
+  ctl_msg m;
+  int fd;
+  ssize_t n = recv_control(p, &m, &fd, MSG_DONTWAIT);
   if (n <= 0) {
     if (n == 0 || (errno != EAGAIN && errno != EINTR)) break_pool(p, "its fork server died");
     return;
   }
-  int fd = -1;
-  struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-  if (c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
   if (m.type == CTL_WORKER) {
     p->spawning--;
     worker_arrived(p, m.pid, fd);
@@ -1111,23 +1119,10 @@ static int first_worker(process_pool *p) {
   while (!fp__deadline_passed(&d)) {
     double left = fp__deadline_remaining(&d);
     if (poll(&pf, 1, (int)(left * 1000) + 1) <= 0) continue; /* EINTR, or time to look */
-    union {
-      char buf[CMSG_SPACE(sizeof(int))];
-      struct cmsghdr align;
-    } u;
-    struct iovec iov = {&m, sizeof m};
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof u.buf;
-    ssize_t n = recvmsg(p->ctl, &mh, MSG_CMSG_CLOEXEC);
+    int fd;
+    ssize_t n = recv_control(p, &m, &fd, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    int fd = -1;
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    if (c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
     if (m.type == CTL_SPAWN_FAILED)
       return fp__fail(FP_ENOMEM, "fp_process_pool_new: cannot start a worker process: fork: %s",
                       strerror(m.status));
