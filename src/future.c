@@ -93,8 +93,15 @@ typedef struct running_task {
 static _Thread_local running_task *current_task;
 
 bool fp__future_is_bytes(const fp_future *f) { return tag_of(f) & TAG_BYTES; }
+/* The running future was cancelled. */
 bool fp__future_cancel_requested(const fp_future *f) {
   return atomic_load(&((fp_future *)f)->state) & ST_CANCEL_REQUESTED;
+}
+
+bool fp_future_cancel_requested(const fp_future *f) {
+  if (!f) return false;
+  return fp__future_cancel_requested(f) ||
+         (f->ex && atomic_load_explicit(&f->ex->cancel_all, memory_order_relaxed));
 }
 static bool failed_state(unsigned s) {
   return (s & ST_MASK) == FP_FINISHED && (s & ST_FAILED);
@@ -601,6 +608,14 @@ void fp__future_run(fp_future *f, fp__returned_fn returned, void *ctx) {
   }
 }
 
+void fp_executor_run(fp_future *f) {
+  if (!f) {
+    fp__einval("fp_executor_run: future is NULL");
+    return;
+  }
+  fp__future_run(f, NULL, NULL);
+}
+
 void *fp__call_task(fp_fn fn, void *arg, int *code, char **text) {
   running_task task = {NULL, false, 0, NULL};
   running_task *outer = current_task;
@@ -631,10 +646,7 @@ void *fp_raise(int code, const char *fmt, ...) {
 }
 
 bool fp_cancel_requested(void) {
-  fp_future *f = current_task ? current_task->f : NULL;
-  if (!f) return false;
-  if (atomic_load_explicit(&f->state, memory_order_relaxed) & ST_CANCEL_REQUESTED) return true;
-  return f->ex && atomic_load_explicit(&f->ex->cancel_all, memory_order_relaxed);
+  return current_task && fp_future_cancel_requested(current_task->f);
 }
 
 /* ---- callbacks ---- */
@@ -726,9 +738,15 @@ fp__wait_node *fp__waiter_pop(fp__waiter *w, const fp__deadline *d) {
 
 /* ---- waiting for one future ---- */
 
-static _Thread_local fp__helper *helper; /* set on a thread pool's workers */
+/* How deep a worker's helping waits are nested. */
+static _Thread_local int help_depth;
 
-void fp__set_helper(fp__helper *h) { helper = h; }
+/* Waiting in one of the executor's own threads, on a future of its own:
+ * help (vt->run_queued) rather than sleep. */
+static bool should_help(const fp_future *f) {
+  const fp_executor *ex = f->ex;
+  return ex && ex->vt->run_queued && ex->vt->is_own_thread && ex->vt->is_own_thread(ex);
+}
 
 /* A task that ends within microseconds is seen without sleeping: a sleep
  * and a wake-up cost tens of microseconds across cores. */
@@ -770,16 +788,16 @@ static bool wait_sleeping(fp_future *f, const fp__deadline *d, int *rc) {
  * When nothing is queued it sleeps on the future a millisecond at a time,
  * looking again for work in between. */
 static bool help_until_done(fp_future *f, const fp__deadline *d, int *rc) {
-  helper->depth++;
+  help_depth++;
   bool done;
   while (!(done = is_done_state(atomic_load(&f->state)))) {
-    if (helper->depth <= FP__HELP_DEPTH_MAX && helper->run_one(helper)) continue;
+    if (help_depth <= FP__HELP_DEPTH_MAX && f->ex->vt->run_queued(f->ex)) continue;
     if (fp__deadline_passed(d)) break;
     double left = fp__deadline_remaining(d);
     fp__deadline slice = fp__deadline_in(left < 0 || left > 1e-3 ? 1e-3 : left);
     if (!wait_sleeping(f, &slice, rc) && *rc) break;
   }
-  helper->depth--;
+  help_depth--;
   return done;
 }
 
@@ -791,8 +809,7 @@ int fp_future_wait(fp_future *f, double timeout_s) {
     return fp__fail(FP_ETIMEDOUT, "future %llu is not done", (unsigned long long)id_of(f));
   fp__deadline d = fp__deadline_in(timeout_s);
   int rc = 0;
-  bool helping = helper && f->ex && helper->ex == f->ex;
-  if (helping ? help_until_done(f, &d, &rc) : spin_until_done(f) || wait_sleeping(f, &d, &rc))
+  if (should_help(f) ? help_until_done(f, &d, &rc) : spin_until_done(f) || wait_sleeping(f, &d, &rc))
     return 0;
   if (rc) return rc;
   return fp__fail(FP_ETIMEDOUT, "future %llu not done within %g s", (unsigned long long)id_of(f),

@@ -3,6 +3,7 @@
 #define FP_INTERNAL_H
 
 #include "futureproof.h"
+#include "futureproof/executor.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -112,16 +113,10 @@ bool fp__future_failed(const fp_future *f);
 /* Return every cached free future to the allocator (before it changes). */
 void fp__future_cache_flush(void);
 
-/* A thread pool's worker, waiting on a future of its own pool, runs the
- * pool's queued tasks meanwhile (future.c calls run_one; false when there
- * is nothing to run). depth counts nested waits: past
- * FP__HELP_DEPTH_MAX the worker only sleeps, so the stack stays bounded. */
-typedef struct fp__helper {
-  fp_executor *ex;
-  bool (*run_one)(struct fp__helper *h);
-  int depth;
-} fp__helper;
-void fp__set_helper(fp__helper *h); /* for the calling thread; NULL: none */
+/* An executor's own thread, waiting on a future of its executor, runs the
+ * executor's queued tasks meanwhile (vt->run_queued, future.c). Nested
+ * waits count: past FP__HELP_DEPTH_MAX the thread only sleeps, so the
+ * stack stays bounded. */
 enum { FP__HELP_DEPTH_MAX = 128 };
 
 /* How long a waiter spins before it sleeps, and a pause for spin loops. */
@@ -134,44 +129,54 @@ static inline void fp__cpu_relax(void) {
 #endif
 }
 
-/* ---- executors (executor.c) ---- */
-typedef struct fp__executor_vtable {
-  const char *kind;
-  /* Enqueue f (already holding the executor's reference), waiting at most
-   * timeout_s for room (0: FP_EAGAIN at once). On error f is untouched. */
-  int (*submit)(fp_executor *ex, fp_future *f, double timeout_s);
-  int (*shutdown)(fp_executor *ex, bool wait, bool cancel_futures, const fp__deadline *d);
-  bool (*is_own_thread)(const fp_executor *ex); /* called from its own worker? */
-  void (*destroy)(fp_executor *ex);             /* after shutdown with wait */
-  void (*stats)(const fp_executor *ex, fp_executor_stats *out);
-  /* A running future of this executor was cancelled (may be NULL). */
-  void (*cancel_running)(fp_executor *ex, fp_future *f);
-  /* Tasks run in this address space (threads), so they may be handed
-   * pointers to the caller's memory; false for worker processes. */
-  bool shares_memory;
-  /* Enqueue n futures as one unit of work (may be NULL: one at a time). */
-  int (*submit_chunk)(fp_executor *ex, fp_future **fs, size_t n);
-  /* Enqueue n independent futures at once, all or none, not waiting for
-   * room (may be NULL: one at a time). */
-  int (*submit_many)(fp_executor *ex, fp_future **fs, size_t n);
-} fp__executor_vtable;
-
-/* fp_submit_ex, with the future marked as carrying fp_bytes. */
-int fp__submit(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *topt,
-               double timeout_s, bool bytes, fp_future **out);
-
+/* ---- executors (executor.c): the front door ----
+ * Every executor kind fills an fp_executor_vtable (futureproof/executor.h,
+ * the same interface outside libraries use); everything they share --
+ * arguments, refusal after shutdown or breakage, making and numbering
+ * futures -- is here, written once. */
 struct fp_executor {
-  const fp__executor_vtable *vt;
+  const fp_executor_vtable *vt;
+  void *impl;
   int max_workers;
+  bool owns_base; /* made by fp_executor_new: freed after vt->destroy */
   atomic_bool shut_down;
   atomic_bool cancel_all; /* shutdown with cancel_futures: tasks see it */
+  atomic_bool broken;     /* broken_message is written before it is raised */
+  atomic_bool breaking;   /* taken by the one fp_executor_break that writes it */
+  char broken_message[256];
   /* Written at every submit: a line of its own, away from what workers
    * read for every task. */
   _Alignas(FP__APART) atomic_uint_fast64_t next_id;
   char pad_[FP__APART - sizeof(atomic_uint_fast64_t)];
 };
 
-void fp__executor_init(fp_executor *ex, const fp__executor_vtable *vt, int max_workers);
+/* For an executor embedded at the start of its kind's own struct. */
+void fp__executor_init(fp_executor *ex, const fp_executor_vtable *vt, void *impl,
+                       int max_workers);
+
+/* The refusal every submit path makes: FP_EBROKEN or FP_ESHUTDOWN (with
+ * the thread's last error set) once the executor is broken or shut down,
+ * else 0. Inline: the dispatch path pays two loads. */
+int fp__executor_refuse(fp_executor *ex);
+static inline int fp__executor_refusal(fp_executor *ex) {
+  if (atomic_load_explicit(&ex->broken, memory_order_relaxed) ||
+      atomic_load_explicit(&ex->shut_down, memory_order_relaxed))
+    return fp__executor_refuse(ex);
+  return 0;
+}
+
+/* fp_submit_ex, with the future marked as carrying fp_bytes. */
+int fp__submit(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *topt,
+               double timeout_s, bool bytes, fp_future **out);
+/* Can fp__submit_batch take several at once (as one unit of work if
+ * chunk)? If not, submit one by one. */
+bool fp__executor_batches(const fp_executor *ex, bool chunk);
+/* fn over items[0..n), as n futures submitted at once, all or none (one
+ * unit of work if chunk), never waiting for room. On success fs[] holds
+ * them; on error none was submitted and the items are still the caller's. */
+int fp__submit_batch(fp_executor *ex, fp_fn fn, void *const *items, size_t n,
+                     const fp_task_options *topt, bool chunk, fp_future **fs);
+bool fp__executor_shares_memory(const fp_executor *ex);
 
 /* CPUs this process may use; the thread pool's default, min(32, ncpu + 4). */
 int fp__cpu_count(void);

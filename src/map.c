@@ -23,10 +23,12 @@ struct fp_map {
   char end_message[200];
   fp_future *last; /* holds the result handed out last (result_free) */
   bool timed_out;
-  /* Futures being made, to submit at once: a chunk (one unit of work, for
-   * a process pool), or many independent ones (a thread pool). */
-  fp_future **chunk;
-  int (*submit)(fp_executor *ex, fp_future **fs, size_t n);
+  /* Items read, to submit at once: a chunk (one unit of work, for a
+   * process pool), or many independent ones (a thread pool); NULL where
+   * the executor takes one at a time. */
+  void **batch;
+  fp_future **batch_futures;
+  bool chunked;
 };
 
 void fp_map_options_init(fp_map_options *opt) {
@@ -46,41 +48,29 @@ static void end_input(fp_map *m, int rc) {
            fp_err_name(m->end_code), m->end_code);
 }
 
-/* Read up to `want` items into futures and hand them over as one chunk. */
-static void fill_chunk(fp_map *m, size_t want) {
-  fp_task_options topt = {m->opt.item_free, m->opt.result_free};
+/* Read up to `want` items and hand them over at once (as one chunk). */
+static void fill_batch(fp_map *m, size_t want) {
   size_t n = 0;
   while (n < want) {
-    void *item = NULL;
-    int rc = m->next(m->state, &item);
+    int rc = m->next(m->state, &m->batch[n]);
     if (rc <= 0) {
       end_input(m, rc);
       break;
     }
-    fp_future *f = fp__future_new_task(m->ex, m->fn, item, &topt, false);
-    if (!f) {
-      if (m->opt.item_free) m->opt.item_free(item);
-      m->end_code = FP_ENOMEM;
-      snprintf(m->end_message, sizeof m->end_message, "map stopped: out of memory");
-      break;
-    }
-    m->chunk[n++] = f;
+    n++;
   }
   if (!n) return;
-  int rc = atomic_load(&m->ex->shut_down)
-               ? fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown")
-               : m->submit(m->ex, m->chunk, n);
+  fp_task_options topt = {m->opt.item_free, m->opt.result_free};
+  int rc = fp__submit_batch(m->ex, m->fn, m->batch, n, &topt, m->chunked, m->batch_futures);
   if (rc) {
-    for (size_t i = 0; i < n; i++) {
-      if (m->opt.item_free) m->opt.item_free(fp_future_arg(m->chunk[i]));
-      fp__future_discard(m->chunk[i]);
-    }
+    if (m->opt.item_free) /* read by the map, so the map's */
+      for (size_t i = 0; i < n; i++) m->opt.item_free(m->batch[i]);
     m->end_code = rc;
     snprintf(m->end_message, sizeof m->end_message, "map stopped: %s", fp_last_error_message());
     return;
   }
   for (size_t i = 0; i < n; i++)
-    m->window[(m->head + m->count + i) % m->opt.buffersize] = m->chunk[i];
+    m->window[(m->head + m->count + i) % m->opt.buffersize] = m->batch_futures[i];
   m->count += n;
 }
 
@@ -89,15 +79,15 @@ static void fill(fp_map *m) {
   fp_task_options topt = {m->opt.item_free, m->opt.result_free};
   while (!m->end_code && m->count < m->opt.buffersize) {
     size_t room = m->opt.buffersize - m->count;
-    if (m->chunk && m->opt.chunksize > 1) { /* whole chunks only: a trickle of 1-item
-                                              * chunks defeats them */
+    if (m->batch && m->chunked) { /* whole chunks only: a trickle of 1-item chunks
+                                   * defeats them */
       if (room < (size_t)m->opt.chunksize && m->count) return;
-      fill_chunk(m, room < (size_t)m->opt.chunksize ? room : (size_t)m->opt.chunksize);
+      fill_batch(m, room < (size_t)m->opt.chunksize ? room : (size_t)m->opt.chunksize);
       continue;
     }
-    if (m->chunk) { /* many at once: refill when half the window is free */
+    if (m->batch) { /* many at once: refill when half the window is free */
       if (room < m->opt.buffersize / 2 && m->count) return;
-      fill_chunk(m, room);
+      fill_batch(m, room);
       continue;
     }
     void *item = NULL;
@@ -146,12 +136,17 @@ int fp_map_new(fp_executor *ex, fp_fn fn, fp_iter_fn next, void *state,
     if (m->opt.buffersize < MIN_DEFAULT_BUFFER) m->opt.buffersize = MIN_DEFAULT_BUFFER;
   }
   m->window = fp__malloc_array(m->opt.buffersize, sizeof *m->window);
-  m->submit = chunk > 1 && ex->vt->submit_chunk ? ex->vt->submit_chunk : ex->vt->submit_many;
+  bool batches = fp__executor_batches(ex, chunk > 1);
+  m->chunked = chunk > 1;
   size_t batch = chunk > 1 ? chunk : m->opt.buffersize;
-  if (m->submit) m->chunk = fp__malloc_array(batch, sizeof *m->chunk);
-  if (!m->window || (m->submit && !m->chunk)) {
+  if (batches) {
+    m->batch = fp__malloc_array(batch, sizeof *m->batch);
+    m->batch_futures = fp__malloc_array(batch, sizeof *m->batch_futures);
+  }
+  if (!m->window || (batches && (!m->batch || !m->batch_futures))) {
     fp__free(m->window);
-    fp__free(m->chunk);
+    fp__free(m->batch);
+    fp__free(m->batch_futures);
     fp__free(m);
     return fp__fail(FP_ENOMEM, "fp_map_new: out of memory for a window of %zu",
                     opt ? opt->buffersize : 0);
@@ -204,6 +199,7 @@ void fp_map_free(fp_map *m) {
   cancel_window(m);
   fp_future_release(m->last);
   fp__free(m->window);
-  fp__free(m->chunk);
+  fp__free(m->batch);
+  fp__free(m->batch_futures);
   fp__free(m);
 }

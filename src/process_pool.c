@@ -87,9 +87,8 @@ typedef struct process_pool {
   pthread_cond_t done_cv; /* the dispatcher exited */
   job *head, *tail;       /* queued (mu) */
   size_t queued;
-  bool shutting_down, cancel_check, broken, dispatcher_done;
+  bool shutting_down, cancel_check, dispatcher_done;
   int kill_signal;        /* kill_workers asked (mu) */
-  char broken_message[256];
   uint64_t submitted;
   atomic_uint_fast64_t completed;
   int wake[2];
@@ -153,7 +152,8 @@ static void take_back(process_pool *p, job *list, int code, const char *msg) {
   size_t n = 1;
   for (; last->next; last = last->next) n++;
   pthread_mutex_lock(&p->mu);
-  bool keep = !code && !p->broken && !atomic_load(&p->base.cancel_all);
+  bool broken = atomic_load_explicit(&p->base.broken, memory_order_acquire);
+  bool keep = !code && !broken && !atomic_load(&p->base.cancel_all);
   if (keep) {
     last->next = p->head;
     p->head = list;
@@ -163,8 +163,8 @@ static void take_back(process_pool *p, job *list, int code, const char *msg) {
   pthread_mutex_unlock(&p->mu);
   if (keep) return;
   if (!code) {
-    code = p->broken ? FP_EBROKEN : FP_ECANCELED;
-    msg = p->broken ? p->broken_message : "cancelled by shutdown";
+    code = broken ? FP_EBROKEN : FP_ECANCELED;
+    msg = broken ? p->base.broken_message : "cancelled by shutdown";
   }
   for (job *j = list, *next; j; j = next) {
     next = j->next;
@@ -278,21 +278,18 @@ static void kill_worker(process_pool *p, worker *w, int sig, int code, const cha
   mark_dead(w);
 }
 
+/* Broken: submits are refused from now on (the common refusal); what is
+ * queued or running fails with FP_EBROKEN. */
 static void break_pool(process_pool *p, const char *why) {
+  fp_executor_break(&p->base, "the process pool is broken: %s", why);
+  const char *msg = p->base.broken_message;
   pthread_mutex_lock(&p->mu);
-  bool first = !p->broken;
-  if (first) {
-    p->broken = true;
-    snprintf(p->broken_message, sizeof p->broken_message,
-             "the process pool is broken: %s", why);
-  }
   job *queued = detach_queue(p);
   pthread_mutex_unlock(&p->mu);
-  if (first) fp_log(FP_LOG_ERROR, "%s", p->broken_message);
-  settle_list(p, queued, FP_EBROKEN, p->broken_message);
+  settle_list(p, queued, FP_EBROKEN, msg);
   for (size_t i = 0; i < p->nworkers; i++)
     if (p->workers[i].state != W_DEAD)
-      kill_worker(p, &p->workers[i], SIGKILL, FP_EBROKEN, p->broken_message, true);
+      kill_worker(p, &p->workers[i], SIGKILL, FP_EBROKEN, msg, true);
 }
 
 /* Room for one more worker: its slot, its poll entry (the dispatcher's loop
@@ -762,7 +759,7 @@ static void spawn_more(process_pool *p) {
     if (s == W_IDLE || s == W_STARTING) idle++;
   }
   pthread_mutex_lock(&p->mu);
-  size_t queued = p->broken ? 0 : p->queued;
+  size_t queued = atomic_load(&p->base.broken) ? 0 : p->queued;
   pthread_mutex_unlock(&p->mu);
   /* While spawns fail, one at a time: the next waits for its answer. */
   size_t at_once = p->spawn_failing_since ? 1 : (size_t)p->base.max_workers;
@@ -985,12 +982,10 @@ static int pp_submit_chunk(fp_executor *ex, fp_future **fs, size_t n) {
   j->replied = 0;
   j->started = false;
   memcpy(j->fs, fs, n * sizeof *fs);
+  /* The refusal under mu: shut_down is raised before pp_shutdown takes
+   * it, so a job is either queued before the shutdown or refused. */
   pthread_mutex_lock(&p->mu);
-  int rc = 0;
-  if (p->broken)
-    rc = fp__fail(FP_EBROKEN, "%s", p->broken_message);
-  else if (p->shutting_down)
-    rc = fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown");
+  int rc = fp__executor_refusal(ex);
   if (!rc) {
     if (p->tail)
       p->tail->next = j;
@@ -1018,16 +1013,13 @@ static bool pp_is_own_thread(const fp_executor *ex) {
   return dispatcher_of == (const process_pool *)ex;
 }
 
-static int pp_shutdown(fp_executor *ex, bool wait, bool cancel_futures, const fp__deadline *d) {
+/* The common code raised shut_down (and cancel_all) before. */
+static int pp_shutdown(fp_executor *ex, bool wait, bool cancel_futures, double timeout_s) {
   process_pool *p = (process_pool *)ex;
+  fp__deadline deadline = fp__deadline_in(timeout_s), *d = &deadline;
   pthread_mutex_lock(&p->mu);
   p->shutting_down = true;
-  atomic_store(&p->base.shut_down, true);
-  job *cancelled = NULL;
-  if (cancel_futures) {
-    atomic_store(&p->base.cancel_all, true);
-    cancelled = detach_queue(p);
-  }
+  job *cancelled = cancel_futures ? detach_queue(p) : NULL;
   pthread_mutex_unlock(&p->mu);
   settle_list(p, cancelled, FP_ECANCELED, "cancelled by shutdown");
   wake(p);
@@ -1075,10 +1067,17 @@ static void pp_cancel_running(fp_executor *ex, fp_future *f) {
   wake(p);
 }
 
-static const fp__executor_vtable process_pool_vtable = {
-    "process pool", pp_submit, pp_shutdown,      pp_is_own_thread,
-    pp_destroy,     pp_stats,  pp_cancel_running, false,
-    pp_submit_chunk, NULL,
+static const fp_executor_vtable process_pool_vtable = {
+    .version = FP_EXECUTOR_INTERFACE_VERSION,
+    .kind = "process pool",
+    .submit = pp_submit,
+    .submit_chunk = pp_submit_chunk,
+    .shutdown = pp_shutdown,
+    .is_own_thread = pp_is_own_thread,
+    .destroy = pp_destroy,
+    .stats = pp_stats,
+    .cancel_running = pp_cancel_running,
+    .shares_memory = false,
 };
 
 static int kill_workers(fp_executor *ex, int sig, const char *fn) {
@@ -1164,7 +1163,7 @@ int fp_process_pool_new(const fp_process_pool_options *opt, fp_executor **out) {
   int rc = fp__fork_server_start(&cfg, &p->fs_pid, &p->ctl);
   if (!rc && (pthread_mutex_init(&p->mu, NULL) || fp__cond_init(&p->done_cv)))
     rc = fp__fail(FP_ENOMEM, "fp_process_pool_new: out of resources");
-  fp__executor_init(&p->base, &process_pool_vtable, opt->max_workers);
+  fp__executor_init(&p->base, &process_pool_vtable, p, opt->max_workers);
   atomic_init(&p->completed, 0);
   if (!rc) rc = first_worker(p);
   if (!rc && (rc = pthread_create(&p->dispatcher, NULL, dispatcher_main, p)) != 0)

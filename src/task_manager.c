@@ -222,7 +222,7 @@ static void on_task_done(fp_future *f, void *userdata) {
   fp_task_manager *tm = t->tm;
   const fp_error *err = fp_future_error(f);
   bool began_stop = false;
-  if (!tm->ex->vt->shares_memory) t->finished_at = fp__now();
+  if (!fp__executor_shares_memory(tm->ex)) t->finished_at = fp__now();
   pthread_mutex_lock(&tm->mu);
   list_remove(&tm->running, t);
   list_push(&tm->done, t);
@@ -262,7 +262,7 @@ static void hand_over(fp_task_manager *tm, fp_task *t) {
   /* The trampoline times the task and turns it away once the run stops;
    * it needs the task's memory, so a worker process gets fn(arg) itself
    * (timed from here; a stop kills its worker instead). */
-  bool shared = tm->ex->vt->shares_memory;
+  bool shared = fp__executor_shares_memory(tm->ex);
   if (!shared) t->started_at = fp__now();
   int rc = shared ? fp_submit_ex(tm->ex, trampoline, t, NULL, -1, &f)
                   : fp_submit_ex(tm->ex, t->fn, t->arg, NULL, -1, &f);

@@ -14,7 +14,7 @@
  * steals from the other workers. Having found nothing it spins a little, then sleeps;
  * a submitter wakes one sleeper only when no worker is awake and looking.
  * A worker that waits on a future of its own pool runs queued tasks
- * meanwhile (fp__helper, future.c). Threads start lazily, one at a time,
+ * meanwhile (vt->run_queued, from future.c). Threads start lazily, one at a time,
  * while the queue outgrows the threads not running a task. */
 #define _GNU_SOURCE
 #include "deque.h"
@@ -98,7 +98,6 @@ typedef struct worker {
   struct thread_pool *pool;
   size_t index;
   pthread_t thread;
-  fp__helper helper;
   /* Counted by this worker alone: plain read-modify-write, atomic reads. */
   _Alignas(FP__APART) atomic_uint_fast64_t completed;
   atomic_uint_fast64_t submitted; /* by its tasks, into dq */
@@ -113,7 +112,6 @@ typedef struct thread_pool {
   fp_executor base;
   /* Read for every task, written seldom. */
   atomic_bool shutting_down;
-  atomic_bool broken;
   atomic_int space_waiters;
   size_t capacity; /* of the shared deque, 0: unbounded */
   worker *workers; /* max_workers slots */
@@ -144,7 +142,6 @@ typedef struct thread_pool {
   _Alignas(FP__APART) pthread_mutex_t mu; /* starting, sleeping, waking, exiting */
   pthread_cond_t exit_cv;          /* shutdown waits here for workers to exit */
   size_t alive;                    /* threads not yet exited (mu) */
-  char broken_message[256];
   int (*initializer)(void *arg);
   void *initializer_arg;
   char prefix[11];
@@ -336,7 +333,7 @@ static void wake_all(thread_pool *p) { wake(p, true); }
 
 static bool stopping(thread_pool *p) {
   return atomic_load_explicit(&p->shutting_down, memory_order_relaxed) ||
-         atomic_load_explicit(&p->broken, memory_order_relaxed);
+         atomic_load_explicit(&p->base.broken, memory_order_relaxed);
 }
 
 /* Look for work a little while before sleeping: a submitter that comes
@@ -459,8 +456,8 @@ static void task_returned(void *ctx, bool ran) {
 }
 
 static void run_task(thread_pool *p, worker *w, fp_future *f) {
-  if (atomic_load_explicit(&p->broken, memory_order_relaxed)) {
-    fp__future_fail_static(f, FP_EBROKEN, p->broken_message);
+  if (atomic_load_explicit(&p->base.broken, memory_order_acquire)) {
+    fp__future_fail_static(f, FP_EBROKEN, p->base.broken_message);
   } else if (atomic_load_explicit(&p->base.cancel_all, memory_order_relaxed)) {
     fp_future_cancel(f); /* taken from the queue as shutdown cancelled it */
   } else {
@@ -470,8 +467,10 @@ static void run_task(thread_pool *p, worker *w, fp_future *f) {
   fp_future_release(f); /* the executor's reference */
 }
 
-static bool help_run_one(fp__helper *h) {
-  worker *w = (worker *)((char *)h - offsetof(worker, helper));
+/* A worker waiting on a future of its own pool runs a queued task. */
+static bool pool_run_queued(fp_executor *ex) {
+  worker *w = current_worker;
+  if (!w || &w->pool->base != ex) return false;
   fp_future *f = find_work(w->pool, w, false);
   if (!f) return false;
   run_task(w->pool, w, f);
@@ -504,19 +503,13 @@ static void drain(thread_pool *p, int code, const char *message) {
 }
 
 static void break_pool(thread_pool *p, int code) {
-  pthread_mutex_lock(&p->mu);
-  bool first = !atomic_load(&p->broken);
-  if (first)
-    snprintf(p->broken_message, sizeof p->broken_message,
-             "a thread initializer failed (%s), the thread pool is not usable anymore",
-             fp_err_name(code));
-  atomic_store(&p->broken, true);
-  pthread_mutex_unlock(&p->mu);
-  if (!first) return;
-  fp_log(FP_LOG_ERROR, "thread pool initializer failed with %d (%s): the pool is broken", code,
-         fp_err_name(code));
+  if (!fp_executor_break(&p->base,
+                         "a thread initializer failed with %d (%s), the thread pool is not "
+                         "usable anymore",
+                         code, fp_err_name(code)))
+    return;
   quiet_lanes(p);
-  drain(p, FP_EBROKEN, p->broken_message);
+  drain(p, FP_EBROKEN, p->base.broken_message);
   wake_all(p);
   pthread_mutex_lock(&p->submit_mu);
   pthread_cond_broadcast(&p->space_cv);
@@ -545,8 +538,6 @@ static void *worker_main(void *arg) {
     int rc = p->initializer(p->initializer_arg);
     if (rc) break_pool(p, rc);
   }
-  w->helper = (fp__helper){&p->base, help_run_one, 0};
-  fp__set_helper(&w->helper);
   for (bool ran = false;;) {
     fp_future *f = find_work(p, w, ran);
     if (!f && !stopping(p)) f = spin_for_work(p, w);
@@ -555,14 +546,13 @@ static void *worker_main(void *arg) {
       run_task(p, w, f);
       continue;
     }
-    if (atomic_load(&p->broken)) break;
+    if (atomic_load(&p->base.broken)) break;
     if (atomic_load(&p->shutting_down)) {
       if (!any_work(p)) break; /* shut down and drained */
       continue;
     }
     sleep_until_woken(p, w);
   }
-  fp__set_helper(NULL);
   current_worker = NULL;
   if (!fully_started(p)) atomic_fetch_sub(&p->available, 1);
   pthread_mutex_lock(&p->mu);
@@ -624,14 +614,9 @@ static int grow(thread_pool *p, fp__deque *d, size_t n) {
 
 /* ---- the executor interface ---- */
 
-/* shut_down is raised first, shutting_down once no push is under way. */
-static int refusal(thread_pool *p) {
-  if (atomic_load_explicit(&p->broken, memory_order_relaxed))
-    return fp__fail(FP_EBROKEN, "%s", p->broken_message);
-  if (atomic_load_explicit(&p->base.shut_down, memory_order_relaxed))
-    return fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown");
-  return 0;
-}
+/* shut_down is raised first, shutting_down once no push is under way: a
+ * push checks the common refusal after it has announced itself. */
+static int refusal(thread_pool *p) { return fp__executor_refusal(&p->base); }
 
 /* The calling thread's lane in p, claimed on its first submit; NULL where
  * there is none (no membarrier, a bounded pool, LANES_MAX taken, no
@@ -779,12 +764,11 @@ static bool pool_is_own_thread(const fp_executor *ex) {
   return current_worker && current_worker->pool == (const thread_pool *)ex;
 }
 
-static int pool_shutdown(fp_executor *ex, bool wait, bool cancel_futures,
-                         const fp__deadline *d) {
+/* The common code raised shut_down (and cancel_all) before. */
+static int pool_shutdown(fp_executor *ex, bool wait, bool cancel_futures, double timeout_s) {
   thread_pool *p = (thread_pool *)ex;
+  fp__deadline deadline = fp__deadline_in(timeout_s), *d = &deadline;
   pthread_mutex_lock(&p->submit_mu); /* no push to the shared deque is half done */
-  atomic_store(&p->base.shut_down, true);
-  if (cancel_futures) atomic_store(&p->base.cancel_all, true);
   pthread_cond_broadcast(&p->space_cv);
   pthread_mutex_unlock(&p->submit_mu);
   quiet_lanes(p); /* nor to a lane: what was submitted is queued */
@@ -851,10 +835,17 @@ static void pool_stats(const fp_executor *ex, fp_executor_stats *out) {
   }
 }
 
-static const fp__executor_vtable thread_pool_vtable = {
-    "thread pool", pool_submit, pool_shutdown, pool_is_own_thread,
-    pool_destroy,  pool_stats,  NULL,          true,
-    NULL,          pool_submit_many,
+static const fp_executor_vtable thread_pool_vtable = {
+    .version = FP_EXECUTOR_INTERFACE_VERSION,
+    .kind = "thread pool",
+    .submit = pool_submit,
+    .submit_many = pool_submit_many,
+    .shutdown = pool_shutdown,
+    .is_own_thread = pool_is_own_thread,
+    .destroy = pool_destroy,
+    .stats = pool_stats,
+    .run_queued = pool_run_queued,
+    .shares_memory = true,
 };
 
 void fp_thread_pool_options_init(fp_thread_pool_options *opt) {
@@ -895,7 +886,7 @@ int fp_thread_pool_new(const fp_thread_pool_options *opt, fp_executor **out) {
     fp__free_lines(workers);
     return fp__fail(FP_ENOMEM, "fp_thread_pool_new: out of resources");
   }
-  fp__executor_init(&p->base, &thread_pool_vtable, opt->max_workers);
+  fp__executor_init(&p->base, &thread_pool_vtable, p, opt->max_workers);
   p->workers = workers;
   p->capacity = (size_t)opt->queue_capacity;
   p->asymmetric = membarrier_ready();

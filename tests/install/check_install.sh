@@ -24,8 +24,15 @@ $cc -std=c11 -o "$tmp/static" "$src/tests/install/consumer.c" -static-pie 2>/dev
     "$libdir/libfutureproof.a" $(pkg-config --cflags --libs-only-other --static futureproof) -lm
 "$tmp/static" | grep -q "^futureproof "
 
+# An executor built outside the library, against the installed headers only.
+# shellcheck disable=SC2046
+$cc -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -o "$tmp/serial" \
+  "$src/examples/serial/example_serial.c" "$src/examples/serial/serial_executor.c" \
+  $(pkg-config --cflags --libs futureproof)
+LD_LIBRARY_PATH="$libdir" "$tmp/serial" | grep -q "^task manager: EDOM"
+
 cmake -S "$src/tests/install/cmake_consumer" -B "$tmp/cm" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/cm" >/dev/null
 LD_LIBRARY_PATH="$libdir" "$tmp/cm/consumer_shared" | grep -q "^futureproof "
 "$tmp/cm/consumer_static" | grep -q "^futureproof "
-echo "install: header, shared and static library, pkg-config and CMake package all work"
+echo "install: headers, shared and static library, pkg-config and CMake package all work; the serial executor builds on the installed interface"
