@@ -1,5 +1,4 @@
-/* error.c - error codes and messages, the thread's last error, and the
- * allocator hook every allocation in the library goes through. */
+/* error.c - error codes and messages, and the thread's last error. */
 #define _GNU_SOURCE /* strerrorname_np, strerrordesc_np (glibc 2.32) */
 #include "internal.h"
 
@@ -111,13 +110,9 @@ int fp__fail(int code, const char *fmt, ...) {
   return code;
 }
 
-int fp__einval(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  set_last_error(FP_EINVAL, fmt, ap);
-  va_end(ap);
-  fp_log(FP_LOG_WARNING, "invalid argument: %s", last_message);
-  return FP_EINVAL;
+int fp__vfail(int code, const char *fmt, va_list ap) {
+  set_last_error(code, fmt, ap);
+  return code;
 }
 
 const fp_error *fp_last_error(void) {
@@ -126,67 +121,3 @@ const fp_error *fp_last_error(void) {
 }
 
 const char *fp_last_error_message(void) { return last_message; }
-
-/* ---- allocation ---- */
-
-typedef struct allocator {
-  fp_malloc_fn malloc_fn;
-  fp_calloc_fn calloc_fn;
-  fp_realloc_fn realloc_fn;
-  fp_free_fn free_fn;
-} allocator;
-
-/* Process-wide, like the C allocator it replaces; set before use (the
- * header says so), read without locks. */
-static allocator alloc = {malloc, calloc, realloc, free};
-
-int fp_set_allocator(fp_malloc_fn malloc_fn, fp_calloc_fn calloc_fn, fp_realloc_fn realloc_fn,
-                     fp_free_fn free_fn) {
-  if (!malloc_fn || !calloc_fn || !realloc_fn || !free_fn)
-    return fp__einval("fp_set_allocator: all four functions are required");
-  fp__future_cache_flush(); /* cached futures go back where they came from */
-  alloc = (allocator){malloc_fn, calloc_fn, realloc_fn, free_fn};
-  return 0;
-}
-
-void fp_reset_allocator(void) {
-  fp__future_cache_flush();
-  alloc = (allocator){malloc, calloc, realloc, free};
-}
-
-void *fp__malloc(size_t size) { return alloc.malloc_fn(size); }
-void *fp__calloc(size_t count, size_t size) { return alloc.calloc_fn(count, size); }
-void *fp__realloc(void *ptr, size_t size) { return alloc.realloc_fn(ptr, size); }
-void *fp__malloc_array(size_t count, size_t size) {
-  if (size && count > SIZE_MAX / size) return NULL;
-  return alloc.malloc_fn(count * size);
-}
-fp_free_fn fp__current_free(void) { return alloc.free_fn; }
-
-void *fp__calloc_lines(size_t size) {
-  if (size > SIZE_MAX - FP__APART - sizeof(void *)) return NULL;
-  char *raw = fp__calloc(1, size + FP__APART + sizeof(void *));
-  if (!raw) return NULL;
-  void **lines =
-      (void **)(((uintptr_t)raw + sizeof(void *) + FP__APART - 1) & ~(uintptr_t)(FP__APART - 1));
-  lines[-1] = raw;
-  return lines;
-}
-
-void fp__free_lines(void *ptr) {
-  if (ptr) fp__free(((void **)ptr)[-1]);
-}
-void fp__free(void *ptr) {
-  if (ptr) alloc.free_fn(ptr);
-}
-
-char *fp__vformat(const char *fmt, va_list ap) {
-  va_list copy;
-  va_copy(copy, ap);
-  int len = vsnprintf(NULL, 0, fmt, copy);
-  va_end(copy);
-  if (len < 0) len = 0;
-  char *s = fp__malloc((size_t)len + 1);
-  if (s) vsnprintf(s, (size_t)len + 1, fmt, ap);
-  return s;
-}

@@ -51,14 +51,6 @@ bool fp_executor_cancelling(const fp_executor *ex) {
   return ex && atomic_load_explicit(&ex->cancel_all, memory_order_relaxed);
 }
 
-int fp__executor_refuse(fp_executor *ex) {
-  if (atomic_load_explicit(&ex->broken, memory_order_acquire))
-    return fp__fail(FP_EBROKEN, "%s", ex->broken_message);
-  if (atomic_load_explicit(&ex->shut_down, memory_order_relaxed))
-    return fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown");
-  return 0;
-}
-
 bool fp_executor_break(fp_executor *ex, const char *fmt, ...) {
   if (!ex || !fmt) {
     fp__einval("fp_executor_break: %s is NULL", ex ? "the message" : "executor");

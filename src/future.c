@@ -187,7 +187,12 @@ static void slab_empty(slab *s) {
   if (!kept) slab_release(s);
 }
 
+static void slabs_flush(void);
+static pthread_once_t flush_hook_once = PTHREAD_ONCE_INIT;
+static void register_flush_hook(void) { fp__alloc_before_change(slabs_flush); }
+
 static slab *slab_get(unsigned generation) {
+  pthread_once(&flush_hook_once, register_flush_hook);
   pthread_mutex_lock(&spare_mu);
   slab *s = spares;
   if (s) {
@@ -220,7 +225,7 @@ static void slab_give(slab *s, unsigned n) {
  * instruction for the run rather than one a future. Futures held in a
  * run keep their slab from reuse, so holding them is safe; a run ends at
  * a future of another slab, at thread exit and in
- * fp__future_cache_flush. */
+ * slabs_flush. */
 typedef struct carver {
   slab *s;
   unsigned carved;     /* futures taken from it */
@@ -280,7 +285,9 @@ static void slab_put(fp_future *f, slab *s) {
   }
 }
 
-void fp__future_cache_flush(void) {
+/* Before the allocator changes (alloc.c calls it, registered below):
+ * every cached slab goes back to the allocator it came from. */
+static void slabs_flush(void) {
   carver_drop(&carving);
   run_end(&carving);
   pthread_mutex_lock(&spare_mu);

@@ -9,7 +9,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
-/* ---- memory (error.c) ---- */
+/* ---- memory (alloc.c) ---- */
 /* How far apart to keep data that different threads write: a cache line
  * and the one the adjacent-line prefetcher fetches with it. */
 #define FP__APART 128
@@ -27,12 +27,18 @@ fp_free_fn fp__current_free(void); /* the free that goes with fp__malloc now */
 void *fp__calloc_lines(size_t size);
 void fp__free_lines(void *ptr);
 char *fp__vformat(const char *fmt, va_list ap); /* fp__malloc'd; NULL on ENOMEM */
+/* Called before the allocator changes, to give back cached memory of the
+ * one in force (the futures' slabs register theirs). */
+typedef void (*fp__alloc_hook)(void);
+void fp__alloc_before_change(fp__alloc_hook hook);
 
 /* ---- errors (error.c) ---- */
 /* Record the thread's last error; returns code so callers can
  * `return fp__fail(FP_EINVAL, "...")`. */
 int fp__fail(int code, const char *fmt, ...) FP_PRINTF(2, 3);
-/* fp__fail, plus a warning-level log line: for bad arguments. */
+int fp__vfail(int code, const char *fmt, va_list ap);
+/* fp__fail(FP_EINVAL, ...), plus a warning-level log line: for bad
+ * arguments (log.c). */
 int fp__einval(const char *fmt, ...) FP_PRINTF(1, 2);
 
 /* ---- time ---- */
@@ -110,8 +116,6 @@ bool fp__future_cancel_requested(const fp_future *f);
  * looking at the error. */
 bool fp__future_failed(const fp_future *f);
 
-/* Return every cached free future to the allocator (before it changes). */
-void fp__future_cache_flush(void);
 
 /* An executor's own thread, waiting on a future of its executor, runs the
  * executor's queued tasks meanwhile (vt->run_queued, future.c). Nested
@@ -157,11 +161,11 @@ void fp__executor_init(fp_executor *ex, const fp_executor_vtable *vt, void *impl
 /* The refusal every submit path makes: FP_EBROKEN or FP_ESHUTDOWN (with
  * the thread's last error set) once the executor is broken or shut down,
  * else 0. Inline: the dispatch path pays two loads. */
-int fp__executor_refuse(fp_executor *ex);
 static inline int fp__executor_refusal(fp_executor *ex) {
-  if (atomic_load_explicit(&ex->broken, memory_order_relaxed) ||
-      atomic_load_explicit(&ex->shut_down, memory_order_relaxed))
-    return fp__executor_refuse(ex);
+  if (atomic_load_explicit(&ex->broken, memory_order_acquire))
+    return fp__fail(FP_EBROKEN, "%s", ex->broken_message);
+  if (atomic_load_explicit(&ex->shut_down, memory_order_relaxed))
+    return fp__fail(FP_ESHUTDOWN, "cannot schedule new futures after shutdown");
   return 0;
 }
 

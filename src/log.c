@@ -1,4 +1,5 @@
-/* log.c - the logging hook and the default stderr logger. */
+/* log.c - the logging hook, the default stderr logger, and the log line
+ * that goes with a refused argument (fp__einval). */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -67,6 +68,15 @@ static void vlog(fp_log_level level, const char *fmt, va_list ap) {
   void *ud = logger_userdata;
   pthread_mutex_unlock(&logger_mu);
   fn(level, line, ud);
+}
+
+int fp__einval(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fp__vfail(FP_EINVAL, fmt, ap);
+  va_end(ap);
+  fp_log(FP_LOG_WARNING, "invalid argument: %s", fp_last_error_message());
+  return FP_EINVAL;
 }
 
 void fp_log(fp_log_level level, const char *fmt, ...) {

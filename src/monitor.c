@@ -1,12 +1,14 @@
 /* monitor.c - the task manager's own thread (never a worker of the pool):
- * monitor lines, the progress display, and turning a SIGINT into a stop. */
+ * monitor lines, the progress display, and turning a SIGINT into a stop.
+ * It sees the manager only through the hooks of monitor.h. */
 #define _GNU_SOURCE
-#include "task_manager.h"
+#include "monitor.h"
 
 #include <fcntl.h>
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -52,7 +54,7 @@ static void on_sigint(int sig) {
   errno = saved;
 }
 
-static int interrupt_register(fp_task_manager *tm) {
+static int interrupt_register(fp__monitor *m) {
   pthread_mutex_lock(&interrupt_mu);
   interrupt_slot *slot = NULL;
   for (interrupt_slot *s = atomic_load(&interrupt_slots); s && !slot; s = s->next)
@@ -63,7 +65,7 @@ static int interrupt_register(fp_task_manager *tm) {
     atomic_store(&interrupt_slots, slot);
   }
   if (slot) {
-    atomic_store(&slot->fd, tm->wake_pipe[1]);
+    atomic_store(&slot->fd, m->wake_pipe[1]);
     if (interrupt_users++ == 0) {
       struct sigaction sa;
       memset(&sa, 0, sizeof sa);
@@ -75,18 +77,18 @@ static int interrupt_register(fp_task_manager *tm) {
     }
   }
   pthread_mutex_unlock(&interrupt_mu);
-  tm->interrupt_slot = slot;
+  m->interrupt_slot = slot;
   return slot ? 0 : fp__fail(FP_ENOMEM, "task manager: no memory to handle Ctrl-C");
 }
 
-static void interrupt_unregister(fp_task_manager *tm) {
-  interrupt_slot *slot = tm->interrupt_slot;
+static void interrupt_unregister(fp__monitor *m) {
+  interrupt_slot *slot = m->interrupt_slot;
   if (!slot) return;
   pthread_mutex_lock(&interrupt_mu);
   atomic_store(&slot->fd, -1);
   if (--interrupt_users == 0) sigaction(SIGINT, &program_sigint, NULL);
   pthread_mutex_unlock(&interrupt_mu);
-  tm->interrupt_slot = NULL;
+  m->interrupt_slot = NULL;
   while (atomic_load(&handlers_inside)) /* a handler that read the fd is still writing */
     sched_yield();
 }
@@ -96,23 +98,26 @@ static void clear_bar(bool tty) {
   if (tty) fputs("\r\033[K", stderr);
 }
 
-static void monitor_line(fp_task_manager *tm, double seconds) {
-  pthread_mutex_lock(&tm->mu);
-  uint64_t done = tm->completed, failed = tm->failed;
-  size_t in_flight = tm->in_flight;
-  pthread_mutex_unlock(&tm->mu);
+static void monitor_line(fp__monitor *m, double seconds) {
+  fp__monitor_counts c;
+  m->counts(m->ctx, &c);
   fp_log(FP_LOG_INFO, "%llu tasks completed in the last %.1f s (%zu in flight, %llu failed)",
-         (unsigned long long)(done - tm->completed_total_reported), seconds, in_flight,
-         (unsigned long long)failed);
-  tm->completed_total_reported = done;
+         (unsigned long long)(c.completed - m->completed_reported), seconds, c.in_flight,
+         (unsigned long long)c.failed);
+  m->completed_reported = c.completed;
+}
+
+/* Tasks done so far: completed or cancelled. */
+static uint64_t done_so_far(fp__monitor *m) {
+  fp__monitor_counts c;
+  m->counts(m->ctx, &c);
+  return c.completed + c.cancelled;
 }
 
 /* Draw (tty) or log the progress; returns the count it showed. */
-static uint64_t progress(fp_task_manager *tm, double started, bool tty, bool final) {
-  pthread_mutex_lock(&tm->mu);
-  uint64_t done = tm->completed + tm->cancelled;
-  pthread_mutex_unlock(&tm->mu);
-  uint64_t total = tm->opt.total;
+static uint64_t progress(fp__monitor *m, double started, bool tty, bool final) {
+  uint64_t done = done_so_far(m);
+  uint64_t total = m->total;
   if (done > total) done = total;
   double elapsed = fp__now() - started;
   double rate = elapsed > 0 ? (double)done / elapsed : 0;
@@ -134,14 +139,10 @@ static uint64_t progress(fp_task_manager *tm, double started, bool tty, bool fin
   return done;
 }
 
-static void interrupted(fp_task_manager *tm, bool tty) {
-  pthread_mutex_lock(&tm->mu);
-  bool began = fp__tm_begin_stop(tm, FP_EINTR, NULL, "interrupted by SIGINT");
-  pthread_mutex_unlock(&tm->mu);
-  if (!began) return;
+static void interrupted(fp__monitor *m, bool tty) {
+  if (!m->interrupt(m->ctx)) return;
   clear_bar(tty);
   fp_log(FP_LOG_WARNING, "interrupted: stopping the run (Ctrl-C again exits at once)");
-  fp__tm_cancel_running(tm);
 }
 
 static int ms_until(double when) {
@@ -149,13 +150,13 @@ static int ms_until(double when) {
   return left <= 0 ? 0 : (int)(left * 1000) + 1;
 }
 
-static void *reporter_main(void *arg) {
-  fp_task_manager *tm = arg;
+static void *monitor_main(void *arg) {
+  fp__monitor *m = arg;
 #ifdef __linux__
   pthread_setname_np(pthread_self(), "fp-monitor");
 #endif
-  double interval = tm->opt.monitor_interval;
-  bool show_progress = tm->opt.progress && tm->opt.total > 0;
+  double interval = m->interval;
+  bool show_progress = m->progress && m->total > 0;
   bool tty = show_progress && isatty(STDERR_FILENO);
   double progress_every = tty ? 0.2 : (interval > 0 ? interval : 2);
   double started = fp__now(), last_monitor = started;
@@ -163,74 +164,72 @@ static void *reporter_main(void *arg) {
   double next_progress = show_progress ? started + progress_every : 1e300;
   uint64_t shown = UINT64_MAX;
   if (interval > 0) fp_log(FP_LOG_INFO, "starting executor monitor");
-  if (tty) progress(tm, started, tty, false); /* the bar from the start */
+  if (tty) progress(m, started, tty, false); /* the bar from the start */
   for (bool quit = false; !quit;) {
     double next = next_monitor < next_progress ? next_monitor : next_progress;
-    struct pollfd p = {tm->wake_pipe[0], POLLIN, 0};
+    struct pollfd p = {m->wake_pipe[0], POLLIN, 0};
     int timeout = next >= 1e300 ? -1 : ms_until(next);
     if (poll(&p, 1, timeout) > 0) {
       char c[16];
-      ssize_t n = read(tm->wake_pipe[0], c, sizeof c);
+      ssize_t n = read(m->wake_pipe[0], c, sizeof c);
       for (ssize_t i = 0; i < n; i++) {
-        if (c[i] == 'i') interrupted(tm, tty);
+        if (c[i] == 'i') interrupted(m, tty);
         if (c[i] == 'q') quit = true;
       }
     }
     double now = fp__now();
     if (now >= next_monitor) {
       clear_bar(tty);
-      monitor_line(tm, now - last_monitor);
+      monitor_line(m, now - last_monitor);
       last_monitor = now;
       next_monitor = now + interval;
     }
     if (now >= next_progress) {
-      shown = progress(tm, started, tty, false);
+      shown = progress(m, started, tty, false);
       next_progress = now + progress_every;
     }
   }
-  if (show_progress) { /* the last state, unless that line was just logged */
-    pthread_mutex_lock(&tm->mu);
-    bool changed = tm->completed + tm->cancelled != shown;
-    pthread_mutex_unlock(&tm->mu);
-    if (tty || changed) progress(tm, started, tty, true);
-  }
+  /* The last state, unless that line was just logged. */
+  if (show_progress && (tty || done_so_far(m) != shown)) progress(m, started, tty, true);
   if (interval > 0) fp_log(FP_LOG_INFO, "shutting down monitor");
   return NULL;
 }
 
-int fp__tm_reporter_start(fp_task_manager *tm) {
-  const fp_tm_options *o = &tm->opt;
-  if (!(o->monitor_interval > 0) && !o->handle_interrupt && !(o->progress && o->total)) return 0;
-  if (pipe(tm->wake_pipe))
+int fp__monitor_start(fp__monitor *m) {
+  m->wake_pipe[0] = m->wake_pipe[1] = -1;
+  m->running = false;
+  m->interrupt_slot = NULL;
+  m->completed_reported = 0;
+  if (!(m->interval > 0) && !m->handle_interrupt && !(m->progress && m->total)) return 0;
+  if (pipe(m->wake_pipe))
     return fp__fail(FP_ENOMEM, "task manager: cannot create a pipe: %s", strerror(errno));
   for (int i = 0; i < 2; i++) {
-    fcntl(tm->wake_pipe[i], F_SETFD, FD_CLOEXEC);
-    fcntl(tm->wake_pipe[i], F_SETFL, O_NONBLOCK); /* the handler never blocks */
+    fcntl(m->wake_pipe[i], F_SETFD, FD_CLOEXEC);
+    fcntl(m->wake_pipe[i], F_SETFL, O_NONBLOCK); /* the handler never blocks */
   }
-  if (o->handle_interrupt && interrupt_register(tm)) {
-    int rc = FP_ENOMEM;
-    fp__tm_reporter_stop(tm);
-    return rc;
+  if (m->handle_interrupt && interrupt_register(m)) {
+    fp__monitor_stop(m);
+    return FP_ENOMEM;
   }
-  int rc = pthread_create(&tm->reporter, NULL, reporter_main, tm);
+  int rc = pthread_create(&m->thread, NULL, monitor_main, m);
   if (rc) {
-    fp__tm_reporter_stop(tm);
+    fp__monitor_stop(m);
     return fp__fail(FP_ENOMEM, "task manager: cannot start its monitor thread: %s", strerror(rc));
   }
-  tm->reporter_running = true;
+  m->running = true;
   return 0;
 }
 
-void fp__tm_reporter_stop(fp_task_manager *tm) {
-  if (tm->reporter_running) {
+void fp__monitor_stop(fp__monitor *m) {
+  if (m->running) {
     char c = 'q';
-    while (write(tm->wake_pipe[1], &c, 1) < 0 && errno == EINTR) {
+    while (write(m->wake_pipe[1], &c, 1) < 0 && errno == EINTR) {
     }
-    pthread_join(tm->reporter, NULL);
-    tm->reporter_running = false;
+    pthread_join(m->thread, NULL);
+    m->running = false;
   }
-  interrupt_unregister(tm); /* before the pipe closes */
+  interrupt_unregister(m); /* before the pipe closes */
   for (int i = 0; i < 2; i++)
-    if (tm->wake_pipe[i] >= 0) close(tm->wake_pipe[i]);
-  tm->wake_pipe[0] = tm->wake_pipe[1] = -1;
+    if (m->wake_pipe[i] >= 0) close(m->wake_pipe[i]);
+  m->wake_pipe[0] = m->wake_pipe[1] = -1;
 }

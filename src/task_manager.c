@@ -2,7 +2,66 @@
  * submission order through a bounded window, error policies, and fail
  * fast (the first failure cancels what is queued and asks running tasks to
  * stop). */
-#include "task_manager.h"
+#include "internal.h"
+#include "monitor.h"
+
+struct fp_task {
+  atomic_int refs;
+  fp_fn fn;
+  void *arg;
+  fp_free_fn arg_free;
+  _Atomic(fp_future *) future; /* NULL until handed to the executor */
+  atomic_bool dropped;          /* never handed over: the run stopped first */
+  uint64_t index;
+  double queued_at;
+  double started_at, finished_at; /* written by the worker before the
+                                   * outcome is published */
+  struct fp_task_manager *tm;     /* only while in the executor */
+  struct fp_task *prev, *next;    /* in one of the manager's lists */
+};
+
+/* What is waiting to be handed to the executor, in submission order: a
+ * submitted task, or a map's input. */
+typedef struct tm_source {
+  struct tm_source *next;
+  fp_task *task; /* a single task, or NULL for a map: */
+  fp_fn fn;
+  fp_iter_fn iter;
+  void *state;
+  fp_free_fn item_free;
+} tm_source;
+
+typedef struct tm_list {
+  fp_task *head, *tail;
+} tm_list;
+
+struct fp_task_manager {
+  fp_executor *ex;
+  fp_tm_options opt;
+  atomic_int refs; /* the user's, plus one per task in the executor */
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* a task completed, the window has room, or a stop */
+
+  tm_source *sources, *sources_tail;
+  size_t in_flight;  /* counted from submit to consumption */
+  size_t backlog;    /* of which submitted tasks not yet handed over */
+  size_t peak_in_flight;
+  bool feeding;      /* a thread is handing tasks over, outside the lock */
+  tm_list running;   /* in the executor */
+  tm_list done;      /* completed, not consumed */
+  fp_task **kept;    /* keep_completed */
+  size_t kept_count, kept_room;
+  uint64_t next_index;
+  uint64_t submitted, completed, failed, cancelled;
+
+  atomic_bool stopping; /* read by tasks about to start */
+  int stop_code;
+  char stop_message[256];
+  fp_task *failed_task;
+  double stop_began, stop_latency;
+
+  fp__monitor monitor; /* monitor lines, progress, Ctrl-C (monitor.c) */
+};
 
 #include <ctype.h>
 #include <stdio.h>
@@ -180,7 +239,10 @@ static void *trampoline(void *arg) {
   return result;
 }
 
-bool fp__tm_begin_stop(fp_task_manager *tm, int code, fp_task *failed, const char *fmt, ...) {
+/* Begin a stop (mu held): returns true if this call began it. */
+static bool begin_stop(fp_task_manager *tm, int code, fp_task *failed, const char *fmt, ...)
+    FP_PRINTF(4, 5);
+static bool begin_stop(fp_task_manager *tm, int code, fp_task *failed, const char *fmt, ...) {
   if (atomic_load(&tm->stopping)) return false;
   atomic_store(&tm->stopping, true);
   tm->stop_code = code;
@@ -194,7 +256,9 @@ bool fp__tm_begin_stop(fp_task_manager *tm, int code, fp_task *failed, const cha
   return true;
 }
 
-void fp__tm_cancel_running(fp_task_manager *tm) {
+/* Cancel what the executor has not started; ask running tasks to stop.
+ * Called without mu. */
+static void cancel_running(fp_task_manager *tm) {
   pthread_mutex_lock(&tm->mu);
   size_t n = 0, room = tm->in_flight;
   fp_future **fs = room ? fp__malloc_array(room, sizeof *fs) : NULL;
@@ -233,7 +297,7 @@ static void on_task_done(fp_future *f, void *userdata) {
   if (err && !(atomic_load(&tm->stopping) && err->code == FP_ECANCELED)) {
     tm->failed++;
     if (tm->opt.error_policy == FP_POLICY_RAISE)
-      began_stop = fp__tm_begin_stop(tm, err->code, t, "task %llu failed: %s: %s",
+      began_stop = begin_stop(tm, err->code, t, "task %llu failed: %s: %s",
                                      (unsigned long long)t->index, fp_err_name(err->code),
                                      err->message);
     else if (tm->opt.error_policy == FP_POLICY_LOG)
@@ -243,7 +307,7 @@ static void on_task_done(fp_future *f, void *userdata) {
   }
   pthread_cond_broadcast(&tm->cv);
   pthread_mutex_unlock(&tm->mu);
-  if (began_stop) fp__tm_cancel_running(tm);
+  if (began_stop) cancel_running(tm);
   tm_release(tm); /* the task's hold on the manager */
 }
 
@@ -283,11 +347,11 @@ static void hand_over(fp_task_manager *tm, fp_task *t) {
   list_remove(&tm->running, t);
   atomic_store(&t->dropped, true);
   list_push(&tm->done, t);
-  bool began = fp__tm_begin_stop(tm, rc, NULL, "the executor refused task %llu: %s",
+  bool began = begin_stop(tm, rc, NULL, "the executor refused task %llu: %s",
                                  (unsigned long long)t->index, fp_last_error_message());
   pthread_mutex_unlock(&tm->mu);
   tm_release(tm);
-  if (began) fp__tm_cancel_running(tm);
+  if (began) cancel_running(tm);
   pthread_mutex_lock(&tm->mu);
 }
 
@@ -330,9 +394,9 @@ static void feed(fp_task_manager *tm) {
       if (!tm->sources) tm->sources_tail = NULL;
       fp__free(s);
       if (rc < 0 &&
-          fp__tm_begin_stop(tm, rc, NULL, "a map's input failed: %s (%d)", fp_err_name(rc), rc)) {
+          begin_stop(tm, rc, NULL, "a map's input failed: %s (%d)", fp_err_name(rc), rc)) {
         pthread_mutex_unlock(&tm->mu);
-        fp__tm_cancel_running(tm);
+        cancel_running(tm);
         pthread_mutex_lock(&tm->mu);
       }
       continue;
@@ -342,6 +406,24 @@ static void feed(fp_task_manager *tm) {
   }
   tm->feeding = false;
   pthread_cond_broadcast(&tm->cv); /* consumers that waited while we fed */
+}
+
+/* ---- what the monitor sees of the manager (monitor.h) ---- */
+
+static void monitor_counts(void *ctx, fp__monitor_counts *out) {
+  fp_task_manager *tm = ctx;
+  pthread_mutex_lock(&tm->mu);
+  *out = (fp__monitor_counts){tm->completed, tm->failed, tm->cancelled, tm->in_flight};
+  pthread_mutex_unlock(&tm->mu);
+}
+
+static bool monitor_interrupt(void *ctx) {
+  fp_task_manager *tm = ctx;
+  pthread_mutex_lock(&tm->mu);
+  bool began = begin_stop(tm, FP_EINTR, NULL, "interrupted by SIGINT");
+  pthread_mutex_unlock(&tm->mu);
+  if (began) cancel_running(tm);
+  return began;
 }
 
 /* ---- the public calls ---- */
@@ -367,12 +449,18 @@ int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out) 
   if (!tm->opt.max_in_flight) tm->opt.max_in_flight = 2 * (size_t)ex->max_workers;
   atomic_init(&tm->refs, 1);
   atomic_init(&tm->stopping, false);
-  tm->wake_pipe[0] = tm->wake_pipe[1] = -1;
   if (pthread_mutex_init(&tm->mu, NULL) || fp__cond_init(&tm->cv)) {
     fp__free(tm);
     return fp__fail(FP_ENOMEM, "fp_tm_new: out of resources");
   }
-  int rc = fp__tm_reporter_start(tm);
+  tm->monitor = (fp__monitor){.interval = opt->monitor_interval,
+                              .progress = opt->progress,
+                              .total = opt->total,
+                              .handle_interrupt = opt->handle_interrupt,
+                              .ctx = tm,
+                              .counts = monitor_counts,
+                              .interrupt = monitor_interrupt};
+  int rc = fp__monitor_start(&tm->monitor);
   if (rc) {
     tm_destroy(tm);
     return rc;
@@ -558,11 +646,11 @@ int fp_tm_get_stats(fp_task_manager *tm, fp_tm_stats *out) {
 void fp_tm_free(fp_task_manager *tm) {
   if (!tm) return;
   pthread_mutex_lock(&tm->mu);
-  bool began = fp__tm_begin_stop(tm, FP_ECANCELED, NULL, "the task manager was freed");
+  bool began = begin_stop(tm, FP_ECANCELED, NULL, "the task manager was freed");
   for (tm_source *s = tm->sources; s; s = s->next)
     if (s->task) atomic_store(&s->task->dropped, true);
   pthread_mutex_unlock(&tm->mu);
-  if (began) fp__tm_cancel_running(tm);
-  fp__tm_reporter_stop(tm);
+  if (began) cancel_running(tm);
+  fp__monitor_stop(&tm->monitor);
   tm_release(tm); /* tasks still in the executor hold the rest */
 }

@@ -1,0 +1,43 @@
+/* monitor.h - private: the monitor thread (monitor lines, progress, Ctrl-C)
+ * that a task manager starts. It knows the manager only through the hooks
+ * it is given: the counts to show, and what to do on Ctrl-C. */
+#ifndef FP_MONITOR_H
+#define FP_MONITOR_H
+
+#include "internal.h"
+
+/* The shortest monitor interval: a shorter one would keep a core busy
+ * logging. */
+#define FP__MONITOR_INTERVAL_MIN 1e-3
+
+typedef struct fp__monitor_counts {
+  uint64_t completed, failed, cancelled;
+  size_t in_flight;
+} fp__monitor_counts;
+
+typedef struct fp__monitor {
+  /* Set by the owner before fp__monitor_start: */
+  double interval;       /* seconds between monitor lines; 0: none */
+  bool progress;         /* show progress toward total (when total > 0) */
+  uint64_t total;
+  bool handle_interrupt; /* Ctrl-C calls interrupt(ctx) */
+  void *ctx;
+  void (*counts)(void *ctx, fp__monitor_counts *out);
+  /* Stop the run for Ctrl-C; true if this call stopped it. */
+  bool (*interrupt)(void *ctx);
+  /* The monitor's own: */
+  bool running;
+  pthread_t thread;
+  int wake_pipe[2]; /* [1]: 'q' to quit, 'i' from the SIGINT handler */
+  struct interrupt_slot *interrupt_slot; /* handle_interrupt: its registration */
+  uint64_t completed_reported;
+} fp__monitor;
+
+/* Start the thread, if interval, progress or handle_interrupt asks for it;
+ * 0 or FP_ENOMEM. */
+int fp__monitor_start(fp__monitor *m);
+/* Stop it (the last progress line, the SIGINT registration dropped). Safe
+ * on a monitor that never started, and twice. */
+void fp__monitor_stop(fp__monitor *m);
+
+#endif
