@@ -12,7 +12,7 @@
  * EOF on the control socket), and kills its workers when it goes; workers
  * die with the fork server (PR_SET_PDEATHSIG) and on EOF from the parent. */
 #define _GNU_SOURCE
-#include "process_pool.h"
+#include "fork_server.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,7 +57,8 @@ int fp__write_full(int fd, const void *buf, size_t len) {
 
 /* ---- the worker ---- */
 
-/* Test hook (FUTUREPROOF_TEST_FAULT, read when the pool is created):
+/* Test hook (FUTUREPROOF_TEST_FAULT, read when the pool is created, in the
+ * library the test suite links only: built with FP_TESTING):
  * 1 die while reading a request, 2 die while writing a reply, 3 send a
  * reply the parent cannot read. Off (0) unless a test asks. */
 enum { FAULT_NONE, FAULT_DIE_READING, FAULT_DIE_WRITING, FAULT_GARBAGE_REPLY };

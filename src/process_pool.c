@@ -4,7 +4,7 @@
  * (crash, exit, timeout, cancel, a broken reply) into a named error on the
  * futures concerned, replacing the worker. */
 #define _GNU_SOURCE
-#include "process_pool.h"
+#include "fork_server.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1155,11 +1155,17 @@ int fp_process_pool_new(const fp_process_pool_options *opt, fp_executor **out) {
     fp__free(p);
     return fp__fail(FP_ENOMEM, "fp_process_pool_new: pipe: %s", strerror(errno));
   }
-  const char *fault = getenv("FUTUREPROOF_TEST_FAULT");
   /* With a task timeout the parent restarts an item's clock at each reply,
    * so replies must not wait for the end of a chunk. */
-  fork_server_config cfg = {opt->initializer,  opt->initializer_arg,   opt->max_tasks_per_child,
-                            opt->memory_limit, fault ? atoi(fault) : 0, opt->task_timeout > 0};
+  fork_server_config cfg = {.initializer = opt->initializer,
+                            .initializer_arg = opt->initializer_arg,
+                            .max_tasks_per_child = opt->max_tasks_per_child,
+                            .memory_limit = opt->memory_limit,
+                            .reply_each = opt->task_timeout > 0};
+#ifdef FP_TESTING /* the test suite's library only: workers fail on purpose */
+  const char *fault = getenv("FUTUREPROOF_TEST_FAULT");
+  cfg.fault = fault ? atoi(fault) : 0;
+#endif
   int rc = fp__fork_server_start(&cfg, &p->fs_pid, &p->ctl);
   if (!rc && (pthread_mutex_init(&p->mu, NULL) || fp__cond_init(&p->done_cv)))
     rc = fp__fail(FP_ENOMEM, "fp_process_pool_new: out of resources");

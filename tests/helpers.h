@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Timeouts, in seconds, for Check (per test) and for waits in tests: long
  * enough for a loaded machine under ThreadSanitizer, so that only a hang
@@ -52,6 +54,23 @@ static inline bool wait_until(bool (*cond)(void *), void *arg, double seconds) {
     if (now_s() >= end) return false;
     sleep_ms(1);
   }
+}
+
+/* For wait_until: the future has started. */
+static inline bool future_running(void *f) { return fp_future_running(f); }
+
+/* The calling thread's id, and whether a thread of this process is asleep
+ * in the kernel (blocked on a lock, a condition, a read): how a test sees
+ * that a call blocks, rather than sleeping and hoping. */
+static inline pid_t thread_id_now(void) { return (pid_t)syscall(SYS_gettid); }
+static inline bool thread_blocked(void *tid) {
+  char path[64], state = 0;
+  snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)*(pid_t *)tid);
+  FILE *fp = fopen(path, "r");
+  if (!fp) return false;
+  int got = fscanf(fp, "%*d (%*[^)]) %c", &state);
+  fclose(fp);
+  return got == 1 && state == 'S';
 }
 
 /* ---- a logger that keeps the lines, for assertions ---- */
@@ -210,7 +229,7 @@ static inline fp_executor *new_pool(int workers) {
     tcase_set_timeout(tc, TEST_TIMEOUT);                                   \
     const TTest *tests[] = {__VA_ARGS__};                                  \
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)            \
-      _tcase_add_test(tc, tests[i], 0, 0, 0, 1);                           \
+      tcase_add_test(tc, tests[i]);                                        \
     suite_add_tcase(s, tc);                                                \
     SRunner *sr = srunner_create(s);                                       \
     srunner_run_all(sr, CK_NORMAL);                                        \

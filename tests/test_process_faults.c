@@ -161,7 +161,7 @@ START_TEST(a_worker_stopped_mid_reply_holds_up_only_its_own_task) {
   fp_executor *ex = new_pp(2, 0.5);
   fp_future *stopped, *quick;
   ck_assert_int_eq(fp_submit(ex, stop_mid_reply, NULL, &stopped), 0);
-  ck_assert(wait_until((bool (*)(void *))fp_future_running, stopped, LONG_WAIT));
+  ck_assert(wait_until(future_running, stopped, LONG_WAIT));
   for (int i = 0; i < 20; i++) {
     double t0 = now_s();
     ck_assert_int_eq(fp_submit(ex, identity, (void *)(intptr_t)i, &quick), 0);
@@ -230,7 +230,7 @@ static void grandchild_dies_with(int how) {
   pid_t grandchild = wait_recorded_pid();
   if (how == 0) ck_assert_int_eq(fp_future_result(f, LONG_WAIT, NULL), FP_ETIMEDOUT);
   if (how == 1) {
-    ck_assert(wait_until((bool (*)(void *))fp_future_running, f, LONG_WAIT));
+    ck_assert(wait_until(future_running, f, LONG_WAIT));
     fp_future_cancel(f);
     ck_assert_int_eq(fp_future_result(f, LONG_WAIT, NULL), FP_ECANCELED);
   }
@@ -309,7 +309,8 @@ START_TEST(a_subreaper_inherits_no_worker_from_a_thousand_pools) {
 #else
   create_and_free_pools(1000);
 #endif
-  sleep_ms(200); /* an orphan would be handed over as its parent exits: give it the time */
+  /* The fork servers were waited for, and each reaped its workers first:
+   * nothing can be handed over any more. */
   ck_assert_int_eq(reap_leftovers(), 0);
 }
 END_TEST
@@ -507,12 +508,13 @@ END_TEST
 /* Two tasks that must run at once: the first waits (at most 5 s) for a
  * file the second creates. */
 static char marker_path[64];
+static bool marker_there(void *arg) {
+  (void)arg;
+  return access(marker_path, F_OK) == 0;
+}
 static void *wait_for_marker(void *arg) {
   (void)arg;
-  for (int i = 0; i < 5000; i++) {
-    if (access(marker_path, F_OK) == 0) return (void *)1;
-    sleep_ms(1);
-  }
+  if (wait_until(marker_there, NULL, 5.0)) return (void *)1;
   return fp_raise(-ETIMEDOUT, "the other task never ran");
 }
 static void *create_marker(void *arg) {

@@ -265,8 +265,7 @@ START_TEST(cancelling_a_running_task_kills_its_worker) {
   fp_future *running, *queued, *after;
   fp_submit(ex, spin_forever, NULL, &running);
   fp_submit(ex, square, (void *)5, &queued);
-  double end = now_s() + LONG_WAIT;
-  while (!fp_future_running(running) && now_s() < end) sleep_ms(1);
+  ck_assert(wait_until(future_running, running, LONG_WAIT));
   ck_assert(fp_future_cancel(queued));  /* pending: plainly cancelled */
   ck_assert(!fp_future_cancel(running)); /* running: false, but its worker dies */
   ck_assert_int_eq(fp_future_result(running, LONG_WAIT, NULL), FP_ECANCELED);
@@ -286,9 +285,8 @@ static void kill_test(int (*stop)(fp_executor *)) {
   fp_future *running[2], *queued[4];
   for (int i = 0; i < 2; i++) fp_submit(ex, spin_forever, NULL, &running[i]);
   for (int i = 0; i < 4; i++) fp_submit(ex, square, (void *)1, &queued[i]);
-  double end = now_s() + LONG_WAIT;
-  while (!(fp_future_running(running[0]) && fp_future_running(running[1])) && now_s() < end)
-    sleep_ms(1);
+  ck_assert(wait_until(future_running, running[0], LONG_WAIT));
+  ck_assert(wait_until(future_running, running[1], LONG_WAIT));
   double t0 = now_s();
   ck_assert_int_eq(stop(ex), 0);
   ck_assert(now_s() - t0 < LONG_WAIT / 2);
@@ -331,8 +329,7 @@ START_TEST(jobs_sent_ahead_survive_what_happens_before_them) {
     fp_submit(ex, what == 0 ? crash_after_a_moment : spin_forever, NULL, &bad);
     for (intptr_t i = 0; i < 3; i++) fp_submit(ex, square, (void *)(i + 3), &behind[i]);
     if (what == 2) { /* cancel the running one */
-      double end = now_s() + LONG_WAIT;
-      while (!fp_future_running(bad) && now_s() < end) sleep_ms(1);
+      ck_assert(wait_until(future_running, bad, LONG_WAIT));
       fp_future_cancel(bad);
     }
     int rc = fp_future_result(bad, LONG_WAIT, NULL);
@@ -358,8 +355,7 @@ START_TEST(a_job_sent_ahead_can_still_be_cancelled) {
     ck_assert_int_eq(value_of(warm), 4);
     fp_submit(ex, sleep_50ms, (void *)3, &first);
     fp_submit(ex, square, (void *)3, &ahead); /* sent ahead, as a rule, at once */
-    double end = now_s() + 0.04; /* running once sent; first takes 50 ms */
-    while (!fp_future_running(ahead) && now_s() < end) sleep_ms(1);
+    wait_until(future_running, ahead, 0.04); /* running once sent; first takes 50 ms */
     fp_future_cancel(ahead);
     ck_assert_int_eq(fp_future_result(ahead, LONG_WAIT, NULL), FP_ECANCELED);
     ck_assert_int_eq(value_of(first), 3);
@@ -383,9 +379,7 @@ START_TEST(short_tasks_do_not_wait_behind_a_long_one) {
   }
   fp_future *slow;
   fp_submit(ex, spin_forever, NULL, &slow);
-  double end = now_s() + LONG_WAIT;
-  while (!fp_future_running(slow) && now_s() < end) sleep_ms(1);
-  sleep_ms(10);
+  ck_assert(wait_until(future_running, slow, LONG_WAIT));
   fp_future *fs[50];
   for (intptr_t i = 0; i < 50; i++) fp_submit(ex, square, (void *)i, &fs[i]);
   for (intptr_t i = 0; i < 50; i++) {
@@ -556,8 +550,7 @@ START_TEST(a_crash_right_after_shutdown) {
   fp_executor *ex = new_pp(1);
   fp_future *f;
   fp_submit(ex, crash_after_a_moment, NULL, &f);
-  double end = now_s() + LONG_WAIT;
-  while (!fp_future_running(f) && now_s() < end) sleep_ms(1);
+  ck_assert(wait_until(future_running, f, LONG_WAIT));
   fp_shutdown(ex, false, false);
   ck_assert_int_eq(fp_future_result(f, LONG_WAIT, NULL), FP_ECRASHED);
   ck_assert_int_eq(fp_shutdown_timeout(ex, false, LONG_WAIT), 0);
@@ -597,6 +590,31 @@ static bool process_gone(pid_t pid) {
   return matched == 1 && (state == 'Z' || state == 'X'); /* a zombie runs nothing */
 }
 
+/* A fork server and its workers, as /proc lists them. */
+typedef struct family {
+  pid_t fork_server;
+  char path[64]; /* the fork server's children */
+  pid_t workers[16];
+  int n;
+} family;
+
+static bool two_workers(void *arg) {
+  family *f = arg;
+  f->n = 0;
+  FILE *fp = fopen(f->path, "r");
+  int pid;
+  while (fp && f->n < 16 && fscanf(fp, "%d", &pid) == 1) f->workers[f->n++] = pid;
+  if (fp) fclose(fp);
+  return f->n >= 2;
+}
+
+static bool family_gone(void *arg) {
+  family *f = arg;
+  bool gone = process_gone(f->fork_server);
+  for (int i = 0; i < f->n; i++) gone = gone && process_gone(f->workers[i]);
+  return gone;
+}
+
 START_TEST(workers_never_outlive_the_parent) {
   int report[2];
   ck_assert_int_eq(pipe(report), 0);
@@ -616,35 +634,20 @@ START_TEST(workers_never_outlive_the_parent) {
   ck_assert_int_gt(read(report[0], buf, sizeof buf - 1), 0);
   close(report[0]);
   /* the fork server is the parent's child; the workers are its children */
-  pid_t kids[16];
-  int nkids = 0;
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)parent, (int)parent);
   FILE *fp = fopen(path, "r");
   int pid;
-  pid_t fork_server = 0;
-  while (fp && fscanf(fp, "%d", &pid) == 1) fork_server = pid;
+  family f = {0};
+  while (fp && fscanf(fp, "%d", &pid) == 1) f.fork_server = pid;
   if (fp) fclose(fp);
-  ck_assert_int_gt(fork_server, 0);
-  snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)fork_server, (int)fork_server);
-  double end = now_s() + LONG_WAIT;
-  while (nkids < 2 && now_s() < end) {
-    nkids = 0;
-    fp = fopen(path, "r");
-    while (fp && nkids < 16 && fscanf(fp, "%d", &pid) == 1) kids[nkids++] = pid;
-    if (fp) fclose(fp);
-    if (nkids < 2) sleep_ms(10);
-  }
-  ck_assert_int_eq(nkids, 2);
+  ck_assert_int_gt(f.fork_server, 0);
+  snprintf(f.path, sizeof f.path, "/proc/%d/task/%d/children", (int)f.fork_server,
+           (int)f.fork_server);
+  ck_assert(wait_until(two_workers, &f, LONG_WAIT));
   kill(parent, SIGKILL);
   waitpid(parent, NULL, 0);
-  end = now_s() + LONG_WAIT;
-  bool all_gone = false;
-  while (!all_gone && now_s() < end) {
-    all_gone = process_gone(fork_server);
-    for (int i = 0; i < nkids; i++) all_gone = all_gone && process_gone(kids[i]);
-    if (!all_gone) sleep_ms(10);
-  }
+  bool all_gone = wait_until(family_gone, &f, LONG_WAIT);
   ck_assert_msg(all_gone, "a worker or the fork server outlived its parent");
 }
 END_TEST

@@ -1,7 +1,8 @@
 /* test_race.c - submit, cancel, wait and shut down from several threads at
  * once, for thousands of rounds: every future ends done, with the right
  * result or cancelled; every submit succeeds or is told the pool shut down;
- * nothing hangs. Run under ThreadSanitizer in CI. */
+ * nothing hangs. Run under ThreadSanitizer in CI.
+ * (ctest: also without lanes) */
 #include "helpers.h"
 
 enum { SUBMITTERS = 3, PER_SUBMITTER = 16, SLOTS = SUBMITTERS * PER_SUBMITTER };

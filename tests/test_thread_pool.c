@@ -463,12 +463,21 @@ typedef struct blocked_submit {
   fp_executor *ex;
   atomic_int rc; /* 1 until fp_submit returns */
   fp_future *f;
+  _Atomic pid_t tid; /* the submitting thread, once it runs */
 } blocked_submit;
 
 static void *submit_blocking(void *p) {
   blocked_submit *b = p;
+  atomic_store(&b->tid, thread_id_now());
   atomic_store(&b->rc, fp_submit(b->ex, task_identity, (void *)5, &b->f));
   return NULL;
+}
+
+/* The submitting thread started, and is asleep (in the submit) or done. */
+static bool submit_blocked_or_done(void *p) {
+  blocked_submit *b = p;
+  pid_t tid = atomic_load(&b->tid);
+  return tid && (atomic_load(&b->rc) != 1 || thread_blocked(&tid));
 }
 
 /* A pool of one busy worker (held at g) and a full queue of one (q). */
@@ -485,11 +494,11 @@ START_TEST(blocking_submit_waits_for_room) {
   gate g;
   fp_future *busy, *q;
   fp_executor *ex = full_pool(&g, &busy, &q);
-  blocked_submit b = {ex, 1, NULL};
+  blocked_submit b = {ex, 1, NULL, 0};
   pthread_t th;
   pthread_create(&th, NULL, submit_blocking, &b);
-  sleep_ms(50); /* time to return, if it did not block */
-  ck_assert_int_eq(atomic_load(&b.rc), 1);
+  ck_assert(wait_until(submit_blocked_or_done, &b, LONG_WAIT));
+  ck_assert_int_eq(atomic_load(&b.rc), 1); /* asleep in the submit: it waits for room */
   gate_open(&g);
   pthread_join(th, NULL);
   ck_assert_int_eq(atomic_load(&b.rc), 0);
@@ -510,10 +519,10 @@ START_TEST(shutdown_wakes_blocked_submitters) {
   blocked_submit b[3];
   pthread_t th[3];
   for (int i = 0; i < 3; i++) {
-    b[i] = (blocked_submit){ex, 1, NULL};
+    b[i] = (blocked_submit){ex, 1, NULL, 0};
     pthread_create(&th[i], NULL, submit_blocking, &b[i]);
   }
-  sleep_ms(20);
+  for (int i = 0; i < 3; i++) ck_assert(wait_until(submit_blocked_or_done, &b[i], LONG_WAIT));
   fp_shutdown(ex, false, true);
   for (int i = 0; i < 3; i++) {
     pthread_join(th[i], NULL);

@@ -1,7 +1,8 @@
-/* process_pool.h - private: what the parent side (process_pool.c) and the
- * fork server and its workers (fork_server.c) share: the wire formats. */
-#ifndef FP_PROCESS_POOL_H
-#define FP_PROCESS_POOL_H
+/* fork_server.h - private: the fork server (fork_server.c) and what the
+ * process pool's parent side (process_pool.c) shares with it and its
+ * workers: the wire formats, and how to start it. */
+#ifndef FP_FORK_SERVER_H
+#define FP_FORK_SERVER_H
 
 #include "internal.h"
 
@@ -22,7 +23,7 @@ typedef struct fork_server_config {
   void *initializer_arg;
   long max_tasks_per_child; /* 0: no limit */
   size_t memory_limit;      /* bytes of address space, 0: none */
-  int fault;                /* test hook, see fork_server.c */
+  int fault;                /* test builds only (FP_TESTING): see fork_server.c */
   bool reply_each;          /* send each reply at once (the parent times items) */
 } fork_server_config;
 
