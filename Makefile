@@ -5,7 +5,9 @@ CMAKE_FLAGS ?=
 
 .PHONY: all deps demo test test-asan test-tsan test-all bench install clean
 
-all: deps
+# Plain `make` builds with what is installed; demo, test and deps install
+# what is missing first.
+all:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j$(JOBS)
 
@@ -20,7 +22,8 @@ demo:
 	@for e in $(DEMOS); do echo; $(BUILD)/examples/example_$$e || exit 1; done
 
 # Build and run the whole suite.
-test: all
+test: deps
+	@$(MAKE) --no-print-directory all
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer, and under

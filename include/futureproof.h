@@ -1,5 +1,7 @@
-/* futureproof.h - the whole public API of futureproof: futures, executors,
- * waiting, map and logging for C11 with POSIX threads.
+/* futureproof.h - the whole public API of futureproof for C11 with POSIX
+ * threads: errors, memory, tasks, futures, executors (thread pool, process
+ * pool, statistics), waiting, map, the task manager and logging. Executors
+ * built outside the library implement futureproof/executor.h.
  *
  * Conventions (see docs/errors.md):
  * - Functions that can fail return 0 on success or a negative FP_E* code.
@@ -331,7 +333,11 @@ FP_EXTERN int fp_process_pool_new(const fp_process_pool_options *opt, fp_executo
 FP_EXTERN int fp_process_pool_kill_workers(fp_executor *ex);
 FP_EXTERN int fp_process_pool_terminate_workers(fp_executor *ex);
 
-/* Counters for monitoring (a snapshot). */
+/* ===================================================================== */
+/* Executor statistics                                                   */
+/* ===================================================================== */
+
+/* Counters for monitoring (a snapshot), for any executor kind. */
 typedef struct fp_executor_stats {
   size_t threads;    /* threads started and not yet exited */
   size_t idle;       /* of which waiting for work */
