@@ -49,12 +49,11 @@ bool fp__deadline_passed(const fp__deadline *d) {
 
 int fp__cond_init(pthread_cond_t *cv) {
   pthread_condattr_t attr;
-  int rc = pthread_condattr_init(&attr);
-  if (rc) return rc;
-  rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  if (pthread_condattr_init(&attr)) return FP_ENOMEM;
+  int rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
   if (!rc) rc = pthread_cond_init(cv, &attr);
   pthread_condattr_destroy(&attr);
-  return rc;
+  return rc ? FP_ENOMEM : 0;
 }
 
 int fp__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, const fp__deadline *d) {

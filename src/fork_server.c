@@ -34,8 +34,10 @@ int fp__read_full(int fd, void *buf, size_t len) {
     if (n > 0) {
       p += n;
       len -= (size_t)n;
-    } else if (n == 0 || errno != EINTR) {
-      return -1;
+    } else if (n == 0) {
+      return FP_EOF;
+    } else if (errno != EINTR) {
+      return -errno;
     }
   }
   return 0;
@@ -49,7 +51,7 @@ int fp__write_full(int fd, const void *buf, size_t len) {
       p += n;
       len -= (size_t)n;
     } else if (n < 0 && errno != EINTR) {
-      return -1;
+      return -errno;
     }
   }
   return 0;

@@ -66,8 +66,8 @@ typedef struct hello {
  * this status, which the parent names. */
 enum { WORKER_EXIT_NOMEM = 121 };
 
-/* Whole reads and writes on a blocking descriptor: 0, or -1 on EOF or an
- * error (a dead peer). */
+/* Whole reads and writes on a blocking descriptor: 0, FP_EOF (read: the
+ * peer closed), or -errno (a dead peer). */
 int fp__read_full(int fd, void *buf, size_t len);
 int fp__write_full(int fd, const void *buf, size_t len);
 

@@ -56,7 +56,8 @@ double fp__deadline_remaining(const fp__deadline *d); /* -1 if infinite */
 double fp__now(void);                                  /* monotonic seconds */
 /* pthread_cond_wait / timedwait to the deadline; ETIMEDOUT when passed. */
 int fp__cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu, const fp__deadline *d);
-/* A condition variable that waits on CLOCK_MONOTONIC. */
+/* A condition variable that waits on CLOCK_MONOTONIC; 0 or FP_ENOMEM.
+ * (Internal calls follow the public convention: 0 or a negative FP_E*.) */
 int fp__cond_init(pthread_cond_t *cv);
 
 /* ---- waiters (future.c): how a thread sleeps until futures complete ----

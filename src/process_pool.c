@@ -363,8 +363,9 @@ static void worker_arrived(process_pool *p, pid_t pid, int fd) {
 
 /* ---- worker sockets ---- */
 
-/* The outcome of parsing what a worker sent. */
-enum { PARSED_MORE = 0, PARSED_CORRUPT = -1, PARSED_NOMEM = -2 };
+/* The outcome of parsing what a worker sent: all of it taken (or not
+ * whole yet), or a stream that is not replies, or no memory for one. */
+enum { PARSED_MORE = 0, PARSED_CORRUPT = -EPROTO, PARSED_NOMEM = FP_ENOMEM };
 
 static size_t buffered(const worker *w) { return w->in_len - w->in_pos; }
 
@@ -484,7 +485,7 @@ static int parse_buffer(process_pool *p, worker *w) {
 
 /* Read what the socket holds now: into the bytes result being read (a
  * large payload goes straight there), or into the buffer. The bytes read,
- * 0 at EOF, -1 when there is nothing now, -2 on an error. */
+ * 0 at EOF, FP_EAGAIN when there is nothing now, -errno on an error. */
 static ssize_t read_some(worker *w) {
   ssize_t n;
   if (w->payload && !buffered(w)) {
@@ -503,7 +504,7 @@ static ssize_t read_some(worker *w) {
     while (n < 0 && errno == EINTR);
     if (n > 0) w->in_len += (size_t)n;
   }
-  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
+  if (n < 0) return errno == EWOULDBLOCK ? FP_EAGAIN : -errno;
   return n;
 }
 
@@ -528,7 +529,7 @@ static void worker_readable(process_pool *p, worker *w) {
     }
     if (w->state == W_DEAD) return;
     ssize_t n = read_some(w);
-    if (n == -1) return; /* all read for now */
+    if (n == FP_EAGAIN) return; /* all read for now */
     if (n <= 0) {        /* EOF or error: it died; settled once its status is in */
       mark_dead(w);
       return;

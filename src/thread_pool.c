@@ -570,11 +570,11 @@ static int spawn(thread_pool *p) {
   w->pool = p;
   w->index = i;
   w->rng = (unsigned)i * 2654435761u + 1;
-  if (fp__deque_init(&w->dq, DEQUE_CAPACITY)) return ENOMEM;
+  if (fp__deque_init(&w->dq, DEQUE_CAPACITY)) return FP_ENOMEM;
   if (fp__deque_init(&w->inbox, BATCH_MAX) || fp__cond_init(&w->cv)) {
     fp__deque_destroy(&w->inbox);
     fp__deque_destroy(&w->dq);
-    return ENOMEM;
+    return FP_ENOMEM;
   }
   atomic_fetch_add(&p->available, 1);
   atomic_store_explicit(&p->started, i + 1, memory_order_release); /* thieves may look */
@@ -585,7 +585,7 @@ static int spawn(thread_pool *p) {
     pthread_cond_destroy(&w->cv);
     fp__deque_destroy(&w->inbox);
     fp__deque_destroy(&w->dq);
-    return rc;
+    return -rc;
   }
   p->alive++;
   return 0;
@@ -603,9 +603,9 @@ static int grow(thread_pool *p, fp__deque *d, size_t n) {
     rc = spawn(p);
     if (rc && p->alive == 0) {
       pthread_mutex_unlock(&p->mu);
-      return fp__fail(FP_ENOMEM, "cannot start a worker thread: %s", strerror(rc));
+      return fp__fail(FP_ENOMEM, "cannot start a worker thread: %s", fp_strerror(rc));
     }
-    if (rc) fp_log(FP_LOG_WARNING, "cannot start another worker thread: %s", strerror(rc));
+    if (rc) fp_log(FP_LOG_WARNING, "cannot start another worker thread: %s", fp_strerror(rc));
     rc = 0;
   }
   pthread_mutex_unlock(&p->mu);
