@@ -461,12 +461,7 @@ static callback *notify_locked(fp_future *f, bool failed) {
       continue;
     }
     pthread_mutex_lock(&w->mu);
-    n->ready_next = NULL;
-    if (w->ready_tail)
-      w->ready_tail->ready_next = n;
-    else
-      w->ready_head = n;
-    w->ready_tail = n;
+    FP__QUEUE_PUSH(w->ready_head, w->ready_tail, n, ready_next);
     w->ready++;
     if (failed) w->failed++;
     pthread_cond_signal(&w->cv);
@@ -735,10 +730,7 @@ fp__wait_node *fp__waiter_pop(fp__waiter *w, const fp__deadline *d) {
     if (fp__cond_wait(&w->cv, &w->mu, d) == ETIMEDOUT && !w->ready_head) break;
   }
   fp__wait_node *n = w->ready_head;
-  if (n) {
-    w->ready_head = n->ready_next;
-    if (!w->ready_head) w->ready_tail = NULL;
-  }
+  if (n) FP__QUEUE_SHIFT(w->ready_head, w->ready_tail, ready_next);
   pthread_mutex_unlock(&w->mu);
   return n;
 }

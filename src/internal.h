@@ -4,6 +4,7 @@
 
 #include "futureproof.h"
 #include "futureproof/executor.h"
+#include "queue.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -375,8 +375,7 @@ static void item_settled(process_pool *p, worker *w) {
   if (p->opt.task_timeout > 0) w->deadline = fp__now() + p->opt.task_timeout;
   if (w->job->replied < w->job->count) return;
   job *done = w->job;
-  w->job = done->next;
-  if (!w->job) w->job_tail = NULL;
+  FP__QUEUE_SHIFT(w->job, w->job_tail, next);
   w->sent--;
   fp__free(done);
   w->jobs_done++;
@@ -697,8 +696,7 @@ static job *next_job(process_pool *p, const worker *w) {
     pthread_mutex_lock(&p->mu);
     job *j = p->head;
     if (j && can_take(p, w, j)) {
-      p->head = j->next;
-      if (!p->head) p->tail = NULL;
+      FP__QUEUE_SHIFT(p->head, p->tail, next);
       p->queued--;
       j->next = NULL;
     } else {
@@ -718,11 +716,7 @@ static bool give(process_pool *p, worker *w, job *j) {
     settle_job(p, j, FP_ENOMEM, "no memory to send the task to a worker");
     return false;
   }
-  if (w->job_tail)
-    w->job_tail->next = j;
-  else
-    w->job = j;
-  w->job_tail = j;
+  FP__QUEUE_PUSH(w->job, w->job_tail, j, next);
   w->sent++;
   if (w->state == W_IDLE) {
     w->state = W_BUSY;
@@ -988,11 +982,7 @@ static int pp_submit_chunk(fp_executor *ex, fp_future **fs, size_t n) {
   pthread_mutex_lock(&p->mu);
   int rc = fp__executor_refusal(ex);
   if (!rc) {
-    if (p->tail)
-      p->tail->next = j;
-    else
-      p->head = j;
-    p->tail = j;
+    FP__QUEUE_PUSH(p->head, p->tail, j, next);
     p->queued++;
     p->submitted += n;
   }

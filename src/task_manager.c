@@ -177,13 +177,8 @@ void fp_task_times(const fp_task *t, double *queued, double *started, double *fi
 /* ---- lists ---- */
 
 static void list_push(tm_list *l, fp_task *t) {
-  t->next = NULL;
-  t->prev = l->tail;
-  if (l->tail)
-    l->tail->next = t;
-  else
-    l->head = t;
-  l->tail = t;
+  t->prev = l->tail; /* doubly linked: any task leaves when it completes */
+  FP__QUEUE_PUSH(l->head, l->tail, t, next);
 }
 
 static void list_remove(tm_list *l, fp_task *t) {
@@ -368,8 +363,7 @@ static void feed(fp_task_manager *tm) {
   while (tm->sources && !atomic_load(&tm->stopping)) {
     tm_source *s = tm->sources;
     if (s->task) { /* submitted: already counted in the window */
-      tm->sources = s->next;
-      if (!tm->sources) tm->sources_tail = NULL;
+      FP__QUEUE_SHIFT(tm->sources, tm->sources_tail, next);
       fp_task *t = s->task;
       fp__free(s);
       tm->backlog--;
@@ -390,8 +384,7 @@ static void feed(fp_task_manager *tm) {
       rc = FP_ENOMEM;
     }
     if (rc <= 0) { /* this input ended (or failed): on to the next source */
-      tm->sources = s->next;
-      if (!tm->sources) tm->sources_tail = NULL;
+      FP__QUEUE_SHIFT(tm->sources, tm->sources_tail, next);
       fp__free(s);
       if (rc < 0 &&
           begin_stop(tm, rc, NULL, "a map's input failed: %s (%d)", fp_err_name(rc), rc)) {
@@ -470,12 +463,7 @@ int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out) 
 }
 
 static int add_source(fp_task_manager *tm, tm_source *s) {
-  s->next = NULL;
-  if (tm->sources_tail)
-    tm->sources_tail->next = s;
-  else
-    tm->sources = s;
-  tm->sources_tail = s;
+  FP__QUEUE_PUSH(tm->sources, tm->sources_tail, s, next);
   feed(tm);
   return 0;
 }
