@@ -92,6 +92,15 @@ void fp__waiter_remove(fp__wait_node *node);
 /* Pop a ready node, waiting until the deadline; NULL on timeout. */
 fp__wait_node *fp__waiter_pop(fp__waiter *w, const fp__deadline *d);
 
+/* ---- where futures live (slab.c) ----
+ * Blocks of FP__SLAB_BLOCK bytes, each on a cache line of its own, carved
+ * from slabs of FP__SLAB_BLOCKS and cached per thread. */
+enum { FP__SLAB_BLOCK = 64, FP__SLAB_BLOCKS = 63 };
+/* A block and its slot in its slab (what fp__slab_free needs); NULL on
+ * ENOMEM. */
+void *fp__slab_alloc(unsigned *slot);
+void fp__slab_free(void *block, unsigned slot);
+
 /* ---- futures, for executors (future.c) ---- */
 struct fp__executor_base;
 /* A pending future for fn(arg) owned by ex, with two references: the
