@@ -56,6 +56,18 @@ static inline bool wait_until(bool (*cond)(void *), void *arg, double seconds) {
   }
 }
 
+/* A process that runs nothing any more: gone, or a zombie (that someone
+ * will reap). */
+static inline bool process_gone(pid_t pid) {
+  char path[64], state = 0;
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *fp = fopen(path, "r");
+  if (!fp) return true;
+  int matched = fscanf(fp, "%*d (%*[^)]) %c", &state);
+  fclose(fp);
+  return matched == 1 && (state == 'Z' || state == 'X');
+}
+
 /* For wait_until: the future has started. */
 static inline bool future_running(void *f) { return fp_future_running(f); }
 

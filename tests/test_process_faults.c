@@ -75,18 +75,7 @@ static pid_t wait_recorded_pid(void) {
   return pid;
 }
 
-/* Dead: no such process, or a zombie that someone else will reap. */
-static bool process_dead(void *arg) {
-  pid_t pid = *(pid_t *)arg;
-  if (kill(pid, 0) != 0) return errno == ESRCH;
-  char path[64], state = 0;
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  FILE *fp = fopen(path, "r");
-  if (!fp) return true;
-  int matched = fscanf(fp, "%*d (%*[^)]) %c", &state);
-  fclose(fp);
-  return matched == 1 && state == 'Z';
-}
+static bool process_dead(void *arg) { return process_gone(*(pid_t *)arg); }
 
 /* A grandchild that sleeps until killed, its pid recorded. */
 static pid_t start_grandchild(void) {

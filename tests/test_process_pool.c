@@ -580,16 +580,6 @@ START_TEST(many_tasks_completing_at_once) {
 }
 END_TEST
 
-static bool process_gone(pid_t pid) {
-  char path[64], state = 0;
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  FILE *fp = fopen(path, "r");
-  if (!fp) return true;
-  int matched = fscanf(fp, "%*d %*s %c", &state);
-  fclose(fp);
-  return matched == 1 && (state == 'Z' || state == 'X'); /* a zombie runs nothing */
-}
-
 /* A fork server and its workers, as /proc lists them. */
 typedef struct family {
   pid_t fork_server;
