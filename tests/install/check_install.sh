@@ -24,6 +24,10 @@ $cc -std=c11 -o "$tmp/static" "$src/tests/install/consumer.c" -static-pie 2>/dev
     "$libdir/libfutureproof.a" $(pkg-config --cflags --libs-only-other --static futureproof) -lm
 "$tmp/static" | grep -q "^futureproof "
 
+# fprun and its man page.
+"$tmp/prefix/bin/fprun" --version | grep -q "^fprun "
+test -f "$tmp/prefix/share/man/man1/fprun.1"
+
 # An executor built outside the library, against the installed headers only.
 # shellcheck disable=SC2046
 $cc -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -o "$tmp/serial" \

@@ -1,0 +1,472 @@
+/* fprun.c - the futureproof job runner: options, the halt policy, and the
+ * run itself -- a task manager over a thread pool of -j slots, each task
+ * one job (job.c) built from the template (template.c) and an input
+ * (input.c) read only when a slot can take it. */
+#define _GNU_SOURCE
+#include "fprun.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FPRUN_VERSION "0.1.0"
+/* Between SIGTERM and SIGKILL for a job that is stopped. */
+#define KILL_GRACE_S 0.5
+
+static const char usage_text[] =
+    "usage: fprun [options] command [args with {} ...] ::: items [::: items ...]\n"
+    "       fprun [options] command [args ...] :::: file [...]\n"
+    "       fprun [options] command [args ...] < lines\n"
+    "Runs the command once per input, several at a time; the first failing job\n"
+    "stops the run (--halt now,fail=1). See fprun(1).\n"
+    "\n"
+    "  -j, --jobs N          slots: N, 0 (one per job, up to 256), +N, -N, N% of the CPUs\n"
+    "  -a, --arg-file FILE   read inputs from FILE instead of stdin\n"
+    "  -0, --null            inputs are separated by NUL, not newline\n"
+    "  -N, --max-args N      N inputs per job ({1} ... {N})\n"
+    "      --halt SPEC       now,fail=N | soon,fail=N | now,success=N | soon,success=N |\n"
+    "                        never (N may be a percentage: fail=10%)\n"
+    "      --timeout SECS    stop a job after SECS seconds\n"
+    "      --joblog FILE     one line per job, in GNU parallel's columns\n"
+    "      --tag             prefix each output line with the job's input\n"
+    "      --shell           run the command with /bin/sh -c (inputs quoted)\n"
+    "      --dry-run         print the commands, run nothing\n"
+    "  -h, --help            this text\n"
+    "      --version         the version\n"
+    "\n"
+    "Exit status: 0 all jobs succeeded; the failing job's status with a fail halt;\n"
+    "the number of failed jobs (at most 101) with --halt never; 130 on Ctrl-C;\n"
+    "2 for a bad command line; 255 when fprun itself fails.\n";
+
+typedef enum { HALT_NEVER, HALT_NOW, HALT_SOON } halt_when;
+
+typedef struct options {
+  int slots;
+  const char *arg_file;
+  char sep;
+  size_t per_job;
+  halt_when halt;
+  bool halt_on_success; /* success=N rather than fail=N */
+  double halt_count;    /* N, or a percentage */
+  bool halt_percent;
+  double timeout;
+  const char *joblog;
+  bool tag, shell, dry_run;
+} options;
+
+/* ---- the command line ---- */
+
+static int usage_error(const char *fmt, const char *what) {
+  fprintf(stderr, "fprun: ");
+  fprintf(stderr, fmt, what);
+  fprintf(stderr, " (fprun --help)\n");
+  return FPRUN_EXIT_USAGE;
+}
+
+static int cpu_count(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+/* -j's forms; -1 if it is none of them. */
+static int parse_slots(const char *s) {
+  char *end;
+  int ncpu = cpu_count();
+  errno = 0;
+  long n = strtol(s, &end, 10);
+  if (end == s || errno || n < -100000 || n > 100000) return -1;
+  if (*end == '%' && !end[1] && n > 0) return (int)(ncpu * n / 100) > 0 ? (int)(ncpu * n / 100) : 1;
+  if (*end) return -1;
+  if (*s == '+') return ncpu + (int)n;
+  if (*s == '-') return ncpu + (int)n > 0 ? ncpu + (int)n : 1;
+  if (n == 0) return 256; /* "as many as there are jobs", within reason */
+  return n > 0 ? (int)n : -1;
+}
+
+static bool parse_halt(const char *s, options *o) {
+  if (!strcmp(s, "never")) {
+    o->halt = HALT_NEVER;
+    return true;
+  }
+  const char *rest;
+  if (!strncmp(s, "now,", 4)) o->halt = HALT_NOW;
+  else if (!strncmp(s, "soon,", 5)) o->halt = HALT_SOON;
+  else return false;
+  rest = strchr(s, ',') + 1;
+  if (!strncmp(rest, "fail=", 5)) o->halt_on_success = false;
+  else if (!strncmp(rest, "success=", 8)) o->halt_on_success = true;
+  else return false;
+  rest = strchr(rest, '=') + 1;
+  char *end;
+  double n = strtod(rest, &end);
+  o->halt_percent = *end == '%';
+  if (end == rest || (*end && strcmp(end, "%")) || !(n > 0)) return false;
+  o->halt_count = n;
+  return true;
+}
+
+/* Long options may be written --name VALUE or --name=VALUE. */
+static const char *option_value(char **argv, int argc, int *i, const char *name, bool *bad) {
+  size_t len = strlen(name);
+  const char *a = argv[*i];
+  if (a[len] == '=') return a + len + 1;
+  if (*i + 1 >= argc) {
+    *bad = true;
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+static bool is_long(const char *a, const char *name) {
+  size_t len = strlen(name);
+  return !strncmp(a, name, len) && (a[len] == 0 || a[len] == '=');
+}
+
+/* Options first; the command's words start at *first. 0 to run, or an
+ * exit status (help, version, usage error: -1 means exit 0). */
+static int parse_options(int argc, char **argv, options *o, int *first) {
+  *o = (options){.slots = cpu_count(), .sep = '\n', .per_job = 1, .halt = HALT_NOW,
+                 .halt_count = 1};
+  int i = 1;
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    bool bad = false;
+    const char *v = NULL;
+    if (!strcmp(a, "--")) {
+      i++;
+      break;
+    }
+    if (a[0] != '-' || !a[1]) break; /* the command */
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(usage_text, stdout);
+      return -1;
+    } else if (!strcmp(a, "--version")) {
+      printf("fprun %s (futureproof %s)\n", FPRUN_VERSION, fp_version_string());
+      return -1;
+    } else if (!strncmp(a, "-j", 2) && a[2]) {
+      if ((o->slots = parse_slots(a + 2)) < 1) return usage_error("-j: not a number of slots: %s", a + 2);
+    } else if (!strcmp(a, "-j") || is_long(a, "--jobs")) {
+      v = !strcmp(a, "-j") ? (i + 1 < argc ? argv[++i] : NULL) : option_value(argv, argc, &i, "--jobs", &bad);
+      if (!v || (o->slots = parse_slots(v)) < 1) return usage_error("-j: not a number of slots: %s", v ? v : "(none)");
+    } else if (!strcmp(a, "-a") || is_long(a, "--arg-file")) {
+      v = !strcmp(a, "-a") ? (i + 1 < argc ? argv[++i] : NULL) : option_value(argv, argc, &i, "--arg-file", &bad);
+      if (!v) return usage_error("%s needs a file", a);
+      o->arg_file = v;
+    } else if (!strcmp(a, "-0") || !strcmp(a, "--null")) {
+      o->sep = '\0';
+    } else if (!strcmp(a, "-N") || is_long(a, "--max-args")) {
+      v = !strcmp(a, "-N") ? (i + 1 < argc ? argv[++i] : NULL) : option_value(argv, argc, &i, "--max-args", &bad);
+      char *end;
+      long n = v ? strtol(v, &end, 10) : 0;
+      if (!v || *end || n < 1 || n > 100000) return usage_error("-N: not a count: %s", v ? v : "(none)");
+      o->per_job = (size_t)n;
+    } else if (is_long(a, "--halt")) {
+      v = option_value(argv, argc, &i, "--halt", &bad);
+      if (!v || !parse_halt(v, o)) return usage_error("--halt: unknown policy %s", v ? v : "(none)");
+    } else if (is_long(a, "--timeout")) {
+      v = option_value(argv, argc, &i, "--timeout", &bad);
+      char *end;
+      o->timeout = v ? strtod(v, &end) : 0;
+      if (!v || *end || !(o->timeout > 0)) return usage_error("--timeout: not a number of seconds: %s", v ? v : "(none)");
+    } else if (is_long(a, "--joblog")) {
+      if (!(o->joblog = option_value(argv, argc, &i, "--joblog", &bad))) return usage_error("%s needs a file", a);
+    } else if (!strcmp(a, "--tag")) {
+      o->tag = true;
+    } else if (!strcmp(a, "--shell")) {
+      o->shell = true;
+    } else if (!strcmp(a, "--dry-run")) {
+      o->dry_run = true;
+    } else {
+      return usage_error("unknown option %s", a);
+    }
+  }
+  *first = i;
+  return 0;
+}
+
+/* ---- the run ---- */
+
+typedef struct run {
+  options opt;
+  template *tmpl;
+  input *in;
+  FILE *joblog;
+  pthread_mutex_t mu; /* the joblog, the counters */
+  atomic_bool stop_starting; /* a soon halt: jobs not started are skipped */
+  atomic_int next_slot;
+  int output_error; /* -errno: stdout could not be written */
+  uint64_t succeeded, failed, timed_out, skipped;
+} run;
+
+static run the_run;
+static _Thread_local unsigned my_slot; /* {%}: 1 .. -j, one per pool thread */
+
+/* A job's outcome, kept in its input for the consumer. */
+typedef struct job_state {
+  job_input in; /* first: the input the task manager hands around */
+  int status;
+  bool ran, skipped;
+} job_state;
+
+static void job_state_free(void *p) { job_input_free(p); }
+
+static int next_job(void *state, void **out) {
+  run *r = state;
+  if (atomic_load(&r->stop_starting)) return 0;
+  job_input *in;
+  int rc = input_next(r->in, (void **)&in);
+  if (rc <= 0) return rc;
+  job_state *js = realloc(in, sizeof *js); /* room for the outcome after the input */
+  if (!js) {
+    job_input_free(in);
+    return FP_ENOMEM;
+  }
+  js->status = 0;
+  js->ran = js->skipped = false;
+  *out = js;
+  return 1;
+}
+
+static void log_job(run *r, const job_state *js, char *const *argv, const job_result *res) {
+  if (!r->joblog) return;
+  char *line = argv_line(argv);
+  pthread_mutex_lock(&r->mu);
+  fprintf(r->joblog, "%llu\t:\t%.3f\t%.3f\t0\t%zu\t%d\t%d\t%s\n",
+          (unsigned long long)js->in.seq, res->started, res->runtime, res->out_len, res->status,
+          res->signal, line ? line : "");
+  fflush(r->joblog);
+  pthread_mutex_unlock(&r->mu);
+  free(line);
+}
+
+static void record_output_error(run *r, int code) {
+  pthread_mutex_lock(&r->mu);
+  r->output_error = code;
+  pthread_mutex_unlock(&r->mu);
+}
+
+static char *tag_of(const job_input *in) {
+  size_t len = 1;
+  for (size_t i = 0; i < in->ncols; i++) len += strlen(in->cols[i]) + 1;
+  char *tag = malloc(len);
+  if (!tag) return NULL;
+  tag[0] = 0;
+  for (size_t i = 0; i < in->ncols; i++) {
+    if (i) strcat(tag, " ");
+    strcat(tag, in->cols[i]);
+  }
+  return tag;
+}
+
+/* The task: one job. A failed job fails its task with the job's status in
+ * the message; the status itself stays in the job's state. */
+static void *job_task(void *arg) {
+  job_state *js = arg;
+  run *r = &the_run;
+  if (!my_slot) my_slot = (unsigned)atomic_fetch_add(&r->next_slot, 1) + 1;
+  if (atomic_load(&r->stop_starting) || fp_cancel_requested()) {
+    js->skipped = true;
+    return NULL;
+  }
+  char **argv = template_expand(r->tmpl, &js->in, my_slot);
+  if (!argv) return fp_raise(FP_ENOMEM, "job %llu: out of memory", (unsigned long long)js->in.seq);
+  if (r->opt.dry_run) { /* the command, as the shell or exec would get it */
+    bool shell = !strcmp(argv[0], "/bin/sh") && argv[1] && !strcmp(argv[1], "-c");
+    char *line = shell ? strdup(argv[2]) : argv_line(argv);
+    argv_free(argv);
+    if (!line) return fp_raise(FP_ENOMEM, "out of memory");
+    size_t len = strlen(line);
+    line[len] = 0;
+    job_result shown = {.out = line, .out_len = len};
+    int wrc = job_write_output(&shown, NULL) || (fputc('\n', stdout) == EOF) ? -errno : 0;
+    free(line);
+    js->ran = true;
+    if (wrc) record_output_error(r, wrc);
+    return NULL;
+  }
+  job_options jo = {r->opt.timeout, KILL_GRACE_S, true, NULL};
+  char *tag = r->opt.tag ? tag_of(&js->in) : NULL;
+  job_result res;
+  int rc = job_run(argv, &jo, &res);
+  js->ran = true;
+  js->status = res.status;
+  log_job(r, js, argv, &res);
+  int wrc = job_write_output(&res, tag);
+  if (wrc) record_output_error(r, wrc);
+  char *line = argv_line(argv);
+  argv_free(argv);
+  free(tag);
+  bool timed_out = res.timed_out;
+  job_result_clear(&res);
+  void *result = NULL;
+  if (rc)
+    result = fp_raise(rc, "job %llu could not run: %s", (unsigned long long)js->in.seq,
+                      fp_strerror(rc));
+  else if (js->status)
+    result = fp_raise(FP_ETASK, "job %llu %s %d: %s", (unsigned long long)js->in.seq,
+                      timed_out ? "timed out, status" : "failed with status", js->status,
+                      line ? line : "");
+  if (timed_out) {
+    pthread_mutex_lock(&r->mu);
+    r->timed_out++;
+    pthread_mutex_unlock(&r->mu);
+  }
+  free(line);
+  return result;
+}
+
+/* ---- the halt policy ---- */
+
+static bool halt_reached(const run *r) {
+  const options *o = &r->opt;
+  if (o->halt == HALT_NEVER) return false;
+  uint64_t count = o->halt_on_success ? r->succeeded : r->failed;
+  if (!count) return false;
+  if (!o->halt_percent) return (double)count >= o->halt_count;
+  uint64_t done = r->succeeded + r->failed; /* the total may be unknown: of those done */
+  return 100.0 * (double)count / (double)done >= o->halt_count;
+}
+
+/* Count a consumed job; true when the policy says stop now. */
+static bool account(run *r, const job_state *js, int *exit_status) {
+  if (js->skipped) {
+    r->skipped++;
+    return false;
+  }
+  if (js->status) {
+    r->failed++;
+    if (!r->opt.halt_on_success) *exit_status = js->status;
+  } else {
+    r->succeeded++;
+  }
+  if (!halt_reached(r)) return false;
+  if (r->opt.halt == HALT_SOON) {
+    atomic_store(&r->stop_starting, true); /* running jobs finish; no new one starts */
+    return false;
+  }
+  return true;
+}
+
+static int open_joblog(run *r) {
+  if (!r->opt.joblog) return 0;
+  if (!(r->joblog = fopen(r->opt.joblog, "w"))) {
+    fprintf(stderr, "fprun: cannot write the joblog %s: %s\n", r->opt.joblog, strerror(errno));
+    return FPRUN_EXIT_OWN_ERROR;
+  }
+  fputs("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n",
+        r->joblog);
+  return 0;
+}
+
+/* Run every job; the exit status. */
+static int run_all(run *r) {
+  fp_thread_pool_options popt;
+  fp_thread_pool_options_init(&popt);
+  popt.max_workers = r->opt.slots;
+  popt.thread_name_prefix = "fprun";
+  fp_executor *pool;
+  if (fp_thread_pool_new(&popt, &pool)) {
+    fprintf(stderr, "fprun: %s\n", fp_last_error_message());
+    return FPRUN_EXIT_OWN_ERROR;
+  }
+  fp_tm_options topt;
+  fp_tm_options_init(&topt);
+  topt.monitor_interval = 0;
+  topt.handle_interrupt = true;
+  topt.max_in_flight = (size_t)r->opt.slots; /* read an input only when a slot is free */
+  /* The first failure stops everything at once: the manager does it. Other
+   * policies are counted here. */
+  bool fail_fast = r->opt.halt == HALT_NOW && !r->opt.halt_on_success && !r->opt.halt_percent &&
+                   r->opt.halt_count == 1;
+  topt.error_policy = fail_fast ? FP_POLICY_RAISE : FP_POLICY_IGNORE;
+  fp_task_manager *tm;
+  if (fp_tm_new(pool, &topt, &tm) || fp_tm_map(tm, job_task, next_job, r, job_state_free)) {
+    fprintf(stderr, "fprun: %s\n", fp_last_error_message());
+    fp_executor_free(pool);
+    return FPRUN_EXIT_OWN_ERROR;
+  }
+  int exit_status = 0;
+  bool interrupted = false, own_error = false;
+  for (;;) {
+    fp_task *t = NULL;
+    int rc = fp_tm_next(tm, -1, &t);
+    if (rc == FP_EOF) break;
+    if (rc == FP_EINTR) {
+      interrupted = true;
+      break;
+    }
+    const job_state *js = t ? fp_task_arg(t) : NULL;
+    if (!js || (rc && !js->ran)) { /* not a job's own failure: fprun's */
+      fprintf(stderr, "fprun: %s\n", fp_last_error_message());
+      own_error = true;
+      fp_task_release(t);
+      break;
+    }
+    bool stop = account(r, js, &exit_status) || rc; /* rc: the fail-fast stop */
+    fp_task_release(t);
+    if (stop) break;
+  }
+  fp_tm_free(tm);        /* cancels what has not started, asks running jobs to stop */
+  fp_executor_free(pool); /* waits for them: their process groups are gone after */
+  if (r->opt.halt == HALT_NEVER && r->failed)
+    exit_status = r->failed < FPRUN_EXIT_FAILED_CAP ? (int)r->failed : FPRUN_EXIT_FAILED_CAP;
+  if (r->opt.halt_on_success) exit_status = 0;
+  if (r->failed || interrupted || r->skipped)
+    fprintf(stderr, "fprun: %llu succeeded, %llu failed (%llu timed out)%s\n",
+            (unsigned long long)r->succeeded, (unsigned long long)r->failed,
+            (unsigned long long)r->timed_out, interrupted ? ", interrupted" : "");
+  if (r->output_error) {
+    fprintf(stderr, "fprun: cannot write the output: %s\n", strerror(-r->output_error));
+    return FPRUN_EXIT_OWN_ERROR;
+  }
+  if (own_error) return FPRUN_EXIT_OWN_ERROR;
+  return interrupted ? FPRUN_EXIT_INTERRUPTED : exit_status;
+}
+
+/* The library's log lines (a stop on Ctrl-C), as fprun's own. */
+static void log_line(fp_log_level level, const char *message, void *userdata) {
+  (void)level;
+  (void)userdata;
+  fprintf(stderr, "fprun: %s\n", message);
+}
+
+static bool is_source_marker(const char *a) {
+  return !strcmp(a, ":::") || !strcmp(a, ":::+") || !strcmp(a, "::::");
+}
+
+int main(int argc, char **argv) {
+  run *r = &the_run;
+  int first = argc;
+  int rc = parse_options(argc, argv, &r->opt, &first);
+  if (rc) return rc < 0 ? 0 : rc;
+  int sources = first;
+  while (sources < argc && !is_source_marker(argv[sources])) sources++;
+  size_t nwords = (size_t)(sources - first);
+  if (nwords && !argv[first][0]) return usage_error("%sthe command is empty", "");
+  char err[256];
+  r->tmpl = template_parse(argv + first, nwords, r->opt.shell, err, sizeof err);
+  if (!r->tmpl) return usage_error("%s", err);
+  r->in = input_from_args(argv + sources, (size_t)(argc - sources), r->opt.arg_file, r->opt.sep,
+                          r->opt.per_job, err, sizeof err);
+  if (!r->in) {
+    fprintf(stderr, "fprun: %s\n", err);
+    template_free(r->tmpl);
+    return FPRUN_EXIT_OWN_ERROR;
+  }
+  pthread_mutex_init(&r->mu, NULL);
+  fp_set_logger(log_line, NULL, FP_LOG_WARNING);
+  signal(SIGPIPE, SIG_IGN); /* a closed stdout is an error to report, not a death */
+  rc = open_joblog(r);
+  if (!rc) rc = run_all(r);
+  if (r->joblog) fclose(r->joblog);
+  input_free(r->in);
+  template_free(r->tmpl);
+  return rc;
+}

@@ -1,0 +1,82 @@
+/* fprun.h - private to fprun: the parts of the job runner (options,
+ * command templates, inputs, jobs) and what they share. fprun uses only
+ * the public API of futureproof.h. */
+#ifndef FPRUN_H
+#define FPRUN_H
+
+#include <futureproof.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit statuses (docs/fprun.1): GNU parallel's where it has one. */
+enum {
+  FPRUN_EXIT_USAGE = 2,     /* a bad command line */
+  FPRUN_EXIT_FAILED_CAP = 101, /* --halt never: failed jobs, at most this */
+  FPRUN_EXIT_INTERRUPTED = 130,
+  FPRUN_EXIT_OWN_ERROR = 255 /* fprun itself failed (no memory, no input file) */
+};
+
+/* ---- a job's input: its columns ---- */
+typedef struct job_input {
+  char **cols;
+  size_t ncols;
+  uint64_t seq; /* 1, 2, ... in input order */
+} job_input;
+void job_input_free(void *input); /* an fp_free_fn */
+
+/* ---- the command template (template.c) ---- */
+typedef struct template template;
+/* Parse the command words; NULL with a message in err (one line) for an
+ * unknown replacement string. No words: each input is itself a command
+ * (run by the shell). */
+template *template_parse(char **words, size_t nwords, bool shell, char *err, size_t errlen);
+void template_free(template *t);
+/* The argv for one job (NULL-terminated, malloc'd strings and array), or
+ * with the shell: {"/bin/sh", "-c", script, NULL}. NULL on ENOMEM. */
+char **template_expand(const template *t, const job_input *in, unsigned slot);
+void argv_free(char **argv);
+/* The command as a joblog or --dry-run line: words joined by spaces. */
+char *argv_line(char *const *argv);
+
+/* ---- inputs (input.c) ---- */
+typedef struct input input;
+/* From the command line after the command: ":::" groups (their product),
+ * ":::+" groups (linked to the one before, item by item), "::::" files;
+ * with none, lines of `file` (NULL: stdin). sep: '\n' or '\0' (-0).
+ * per_job: items per job for line inputs (-N). */
+input *input_from_args(char **args, size_t nargs, const char *file, char sep, size_t per_job,
+                       char *err, size_t errlen);
+/* The next job's input (fp_iter_fn): 1, 0 at the end, or a negative code. */
+int input_next(void *in, void **out);
+void input_free(input *in);
+
+/* ---- running one job (job.c) ---- */
+typedef struct job_options {
+  double timeout;        /* seconds, 0: none */
+  double kill_grace;     /* between SIGTERM and SIGKILL */
+  bool group;            /* collect output, write it whole when the job ends */
+  const char *tag;       /* prefix each output line with it (--tag), or NULL */
+} job_options;
+
+typedef struct job_result {
+  int status;            /* exit status, or 128 + signal */
+  int signal;            /* the signal that ended it, 0 if none */
+  bool timed_out, not_found;
+  double started, runtime; /* wall clock seconds (epoch), seconds */
+  char *out, *err;       /* collected output (group) */
+  size_t out_len, err_len;
+} job_result;
+
+/* Spawn argv in a process group of its own, collect its output, wait for
+ * it; on a timeout or when the task is asked to stop (fp_cancel_requested)
+ * terminate its group (SIGTERM, SIGKILL after the grace period). 0 or a
+ * negative code (FP_ENOMEM, spawn failures other than "not found"). */
+int job_run(char *const *argv, const job_options *opt, job_result *res);
+void job_result_clear(job_result *res);
+/* Write a job's collected output: whole, under one lock (stdout then
+ * stderr). 0, or -errno when stdout cannot be written (a full disk). */
+int job_write_output(const job_result *res, const char *tag);
+
+#endif

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# test_fprun.sh FPRUN - fprun from the shell, as a user runs it: inputs,
+# replacement strings, quoting, exit statuses, fail fast, timeouts, the
+# joblog, Ctrl-C. Each check prints ok/FAIL; the last line counts them.
+set -u
+fprun=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+
+check() { # name, expected, actual
+  if [ "$2" == "$3" ]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    printf 'FAIL %s\n  expected: %q\n  actual:   %q\n' "$1" "$2" "$3"
+  fi
+}
+
+# ---- inputs and replacement strings ----
+check "::: runs once per item" $'a\nb\nc' "$("$fprun" echo {} ::: a b c | sort)"
+check "no replacement string: the item is appended" $'x 1\nx 2' "$("$fprun" -j1 echo x ::: 1 2)"
+check "replacement strings" "echo /x/y.tar y.tar.gz /x y.tar 1 1" \
+  "$("$fprun" --dry-run echo {.} {/} {//} {/.} {#} {%} ::: /x/y.tar.gz)"
+check "{//} of a bare name is ." "echo . a" "$("$fprun" --dry-run echo {//} {/} ::: a)"
+check "groups form their product, the last fastest" $'a1\na2\nb1\nb2' "$("$fprun" -j1 echo {1}{2} ::: a b ::: 1 2)"
+check ":::+ links a group item by item" $'a-1\nb-2' "$("$fprun" -j1 echo {1}-{2} ::: a b :::+ 1 2)"
+printf 'l1\nl2\n' >"$tmp/lines"
+check ":::: reads a file's lines" $'l1\nl2' "$("$fprun" -j1 echo :::: "$tmp/lines")"
+check "-a reads a file" $'l1\nl2' "$("$fprun" -j1 -a "$tmp/lines" echo)"
+check "stdin lines" $'s1\ns2' "$(printf 's1\ns2\n' | "$fprun" -j1 echo)"
+check "-0: NUL-separated" $'with\nnewline|x|' "$(printf 'with\nnewline\0x\0' | "$fprun" -j1 -0 printf '%s|')"
+check "-N 2: two inputs a job" $'1 2\n3 4\n5' "$(printf '1\n2\n3\n4\n5\n' | "$fprun" -j1 -N 2 echo)"
+check "no command: the items are commands" "hi" "$("$fprun" ::: 'echo hi')"
+check "a single string with shell syntax runs in a shell, the item quoted" "a b;c" \
+  "$("$fprun" 'echo {} | cat' ::: 'a b;c')"
+check "--tag" $'t\tx t' "$("$fprun" --tag echo x ::: t)"
+
+# ---- an item is one argument, never code ----
+out=$("$fprun" -j1 printf '[%s]\n' ::: 'a b' "it's" '$HOME' '-n' ';touch pwned' '*')
+check "hostile items stay single arguments" $'[a b]\n[it\'s]\n[$HOME]\n[-n]\n[;touch pwned]\n[*]' "$out"
+check "nothing was executed from an item" "no" "$([ -e pwned ] && echo yes || echo no)"
+check "an item with a newline is one item" $'[new\nline]' "$("$fprun" printf '[%s]\n' ::: $'new\nline')"
+
+# ---- exit statuses ----
+"$fprun" -j1 sh -c 'exit {}' ::: 0 3 0 >/dev/null 2>&1
+check "fail fast: the failing job's status" 3 $?
+"$fprun" --halt never sh -c 'exit {}' ::: 1 0 2 >/dev/null 2>&1
+check "--halt never: the number of failed jobs" 2 $?
+"$fprun" nosuchcommand-fprun ::: 1 >/dev/null 2>&1
+check "a command that does not exist: 127" 127 $?
+"$fprun" --bogus-option echo >/dev/null 2>&1
+check "an unknown option: 2" 2 $?
+"$fprun" -j many echo ::: 1 >/dev/null 2>&1
+check "-j not a number: 2" 2 $?
+"$fprun" echo {1%} ::: 1 >/dev/null 2>&1
+check "an unknown replacement string: 2" 2 $?
+"$fprun" '' ::: 1 >/dev/null 2>&1
+check "an empty command: 2" 2 $?
+"$fprun" -a "$tmp/no-such-file" echo >/dev/null 2>&1
+check "an unreadable input file: 255" 255 $?
+msg=$("$fprun" --bogus-option echo 2>&1 >/dev/null)
+check "a usage error is one line" 1 "$(printf '%s\n' "$msg" | wc -l)"
+
+# ---- fail fast stops the rest ----
+start=$(date +%s%N)
+"$fprun" -j2 sh -c 'sleep {}; exit {}' ::: 1 30 >/dev/null 2>&1
+rc=$?
+took=$((($(date +%s%N) - start) / 1000000))
+check "the first failure ends the run" 1 $rc
+check "the running job was stopped, not waited for (ms < 5000)" yes "$([ $took -lt 5000 ] && echo yes || echo $took)"
+"$fprun" -j1 --halt soon,fail=1 sh -c 'echo {}; exit {}' ::: 0 1 0 >"$tmp/soon" 2>/dev/null
+check "--halt soon: no new job after the failure" $'0\n1' "$(cat "$tmp/soon")"
+
+# ---- time ----
+"$fprun" --timeout 0.3 sleep ::: 30 >/dev/null 2>&1
+rc=$?
+check "--timeout stops the job (SIGTERM: 143)" 143 $rc
+
+# ---- the joblog ----
+"$fprun" -j1 --joblog "$tmp/log" sh -c 'exit {}' ::: 0 >/dev/null 2>&1
+check "joblog header" $'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand' \
+  "$(head -1 "$tmp/log")"
+check "joblog line: seq, exit value, command" $'1\t0\tsh -c exit 0' "$(tail -1 "$tmp/log" | cut -f1,7,9)"
+
+# ---- Ctrl-C ----
+"$fprun" -j2 sh -c 'trap "" TERM; sleep 30; echo {}' ::: fprun-ctrl-c-1 fprun-ctrl-c-2 >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 100); do [ "$(pgrep -fc 'sleep 30')" -ge 2 ] && break; sleep 0.05; done
+start=$(date +%s%N)
+kill -INT $pid
+wait $pid
+rc=$?
+took=$((($(date +%s%N) - start) / 1000000))
+check "Ctrl-C: exit 130" 130 $rc
+check "Ctrl-C: within a second (ms)" yes "$([ $took -lt 1000 ] && echo yes || echo $took)"
+check "Ctrl-C: nothing it started is left" 0 "$(pgrep -fc 'trap "" TERM; sleep 30')"
+
+# ---- output ----
+"$fprun" echo x ::: 1 >/dev/full 2>/dev/null
+check "a full disk is an error, not silent loss" 255 $?
+big=$("$fprun" -j2 head -c {} /dev/zero ::: 1048576 1048576 | wc -c)
+check "MiB-sized outputs arrive whole" 2097152 "$big"
+
+echo "fprun: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
