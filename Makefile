@@ -20,6 +20,7 @@ demo:
 	@tools/deps.sh demo
 	@$(MAKE) --no-print-directory all >/dev/null
 	@for e in $(DEMOS); do echo; $(BUILD)/examples/example_$$e || exit 1; done
+	@echo; tools/fprun_demo.sh $(BUILD)/cli/fprun/fprun
 
 # Build and run the whole suite.
 test: deps
