@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FPRUN_VERSION "0.1.0"
@@ -32,6 +33,12 @@ static const char usage_text[] =
     "      --halt SPEC       now,fail=N | soon,fail=N | now,success=N | soon,success=N |\n"
     "                        never (N may be a percentage: fail=10%)\n"
     "      --timeout SECS    stop a job after SECS seconds\n"
+    "      --retries N       try a failing job up to N times in all\n"
+    "      --retry-delay D   wait D seconds before the first retry, doubling after\n"
+    "      --delay SECS      start jobs at least SECS apart\n"
+    "      --bar, --progress, --eta  show progress (toward --total N for stdin)\n"
+    "      --monitor SECS    a monitor line every SECS seconds\n"
+    "  -u, --ungroup         let jobs write straight to the output (may mix)\n"
     "      --joblog FILE     one line per job, in GNU parallel's columns\n"
     "      --tag             prefix each output line with the job's input\n"
     "      --shell           run the command with /bin/sh -c (inputs quoted)\n"
@@ -56,7 +63,13 @@ typedef struct options {
   bool halt_percent;
   double timeout;
   const char *joblog;
-  bool tag, shell, dry_run;
+  bool tag, shell, dry_run, ungroup;
+  int retries;          /* tries in all, at most (GNU parallel's count) */
+  double retry_delay;   /* before the first retry; doubles for each later one */
+  double delay;         /* between starts */
+  bool progress;        /* --bar, --progress, --eta */
+  uint64_t total;       /* --total: jobs expected, for the progress */
+  double monitor;       /* seconds between monitor lines, 0: none */
 } options;
 
 /* ---- the command line ---- */
@@ -129,6 +142,15 @@ static bool is_long(const char *a, const char *name) {
   return !strncmp(a, name, len) && (a[len] == 0 || a[len] == '=');
 }
 
+/* The options that take a number of seconds or a count. */
+static const char *numeric_option(const char *a) {
+  static const char *const names[] = {"--retries", "--retry-delay", "--delay", "--total",
+                                      "--monitor"};
+  for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+    if (is_long(a, names[k])) return names[k];
+  return NULL;
+}
+
 /* Options first; the command's words start at *first. 0 to run, or an
  * exit status (help, version, usage error: -1 means exit 0). */
 static int parse_options(int argc, char **argv, options *o, int *first) {
@@ -138,7 +160,7 @@ static int parse_options(int argc, char **argv, options *o, int *first) {
   for (; i < argc; i++) {
     const char *a = argv[i];
     bool bad = false;
-    const char *v = NULL;
+    const char *v = NULL, *name;
     if (!strcmp(a, "--")) {
       i++;
       break;
@@ -177,6 +199,21 @@ static int parse_options(int argc, char **argv, options *o, int *first) {
       if (!v || *end || !(o->timeout > 0)) return usage_error("--timeout: not a number of seconds: %s", v ? v : "(none)");
     } else if (is_long(a, "--joblog")) {
       if (!(o->joblog = option_value(argv, argc, &i, "--joblog", &bad))) return usage_error("%s needs a file", a);
+    } else if ((name = numeric_option(a)) != NULL) {
+      v = option_value(argv, argc, &i, name, &bad);
+      char *end;
+      double n = v ? strtod(v, &end) : -1;
+      if (!v || *end || !(n >= 0) || n > 1e9) return usage_error("%s needs a number", name);
+      if (!strcmp(name, "--retries")) o->retries = (int)n;
+      else if (!strcmp(name, "--retry-delay")) o->retry_delay = n;
+      else if (!strcmp(name, "--delay")) o->delay = n;
+      else if (!strcmp(name, "--total")) o->total = (uint64_t)n;
+      else if (n > 0 && n < 0.001) return usage_error("%s: at least 0.001 s", name);
+      else o->monitor = n;
+    } else if (!strcmp(a, "--bar") || !strcmp(a, "--progress") || !strcmp(a, "--eta")) {
+      o->progress = true;
+    } else if (!strcmp(a, "-u") || !strcmp(a, "--ungroup")) {
+      o->ungroup = true;
     } else if (!strcmp(a, "--tag")) {
       o->tag = true;
     } else if (!strcmp(a, "--shell")) {
@@ -201,8 +238,9 @@ typedef struct run {
   pthread_mutex_t mu; /* the joblog, the counters */
   atomic_bool stop_starting; /* a soon halt: jobs not started are skipped */
   atomic_int next_slot;
+  double next_start; /* --delay (mu) */
   int output_error; /* -errno: stdout could not be written */
-  uint64_t succeeded, failed, timed_out, skipped;
+  uint64_t succeeded, failed, timed_out, skipped, retried;
 } run;
 
 static run the_run;
@@ -265,6 +303,29 @@ static char *tag_of(const job_input *in) {
   return tag;
 }
 
+/* Sleep `seconds`, in slices, unless the run stops; false if it did. */
+static bool pause_unless_stopped(double seconds) {
+  double end = fp_now() + seconds;
+  for (double now = fp_now(); now < end; now = fp_now()) {
+    if (fp_cancel_requested()) return false;
+    double slice = end - now < 0.02 ? end - now : 0.02;
+    struct timespec ts = {0, (long)(slice * 1e9)};
+    nanosleep(&ts, NULL);
+  }
+  return !fp_cancel_requested();
+}
+
+/* --delay: jobs start at least that far apart; false if the run stopped
+ * while this one waited. */
+static bool wait_turn(run *r) {
+  if (!(r->opt.delay > 0)) return true;
+  pthread_mutex_lock(&r->mu);
+  double now = fp_now(), at = r->next_start > now ? r->next_start : now;
+  r->next_start = at + r->opt.delay;
+  pthread_mutex_unlock(&r->mu);
+  return pause_unless_stopped(at - now);
+}
+
 /* The task: one job. A failed job fails its task with the job's status in
  * the message; the status itself stays in the job's state. */
 static void *job_task(void *arg) {
@@ -291,10 +352,27 @@ static void *job_task(void *arg) {
     if (wrc) record_output_error(r, wrc);
     return NULL;
   }
-  job_options jo = {r->opt.timeout, KILL_GRACE_S, true, NULL};
+  job_options jo = {r->opt.timeout, KILL_GRACE_S, !r->opt.ungroup, NULL};
   char *tag = r->opt.tag ? tag_of(&js->in) : NULL;
   job_result res;
-  int rc = job_run(argv, &jo, &res);
+  int rc = 0;
+  double retry_delay = r->opt.retry_delay;
+  for (int tries = 1;; tries++) {
+    if (!wait_turn(r)) { /* stopped while waiting for its turn */
+      js->skipped = true;
+      argv_free(argv);
+      free(tag);
+      return NULL;
+    }
+    rc = job_run(argv, &jo, &res);
+    if (rc || !res.status || tries >= r->opt.retries || fp_cancel_requested()) break;
+    job_result_clear(&res); /* the output of the last try is the one written */
+    pthread_mutex_lock(&r->mu);
+    r->retried++;
+    pthread_mutex_unlock(&r->mu);
+    if (!pause_unless_stopped(retry_delay)) break;
+    retry_delay *= 2;
+  }
   js->ran = true;
   js->status = res.status;
   log_job(r, js, argv, &res);
@@ -378,8 +456,10 @@ static int run_all(run *r) {
   }
   fp_tm_options topt;
   fp_tm_options_init(&topt);
-  topt.monitor_interval = 0;
+  topt.monitor_interval = r->opt.monitor;
   topt.handle_interrupt = true;
+  topt.progress = r->opt.progress;
+  topt.total = r->opt.total ? r->opt.total : input_total(r->in);
   topt.max_in_flight = (size_t)r->opt.slots; /* read an input only when a slot is free */
   /* The first failure stops everything at once: the manager does it. Other
    * policies are counted here. */
@@ -419,15 +499,23 @@ static int run_all(run *r) {
     exit_status = r->failed < FPRUN_EXIT_FAILED_CAP ? (int)r->failed : FPRUN_EXIT_FAILED_CAP;
   if (r->opt.halt_on_success) exit_status = 0;
   if (r->failed || interrupted || r->skipped)
-    fprintf(stderr, "fprun: %llu succeeded, %llu failed (%llu timed out)%s\n",
+    fprintf(stderr, "fprun: %llu succeeded, %llu failed (%llu timed out), %llu retried%s\n",
             (unsigned long long)r->succeeded, (unsigned long long)r->failed,
-            (unsigned long long)r->timed_out, interrupted ? ", interrupted" : "");
+            (unsigned long long)r->timed_out, (unsigned long long)r->retried,
+            interrupted ? ", interrupted" : "");
   if (r->output_error) {
     fprintf(stderr, "fprun: cannot write the output: %s\n", strerror(-r->output_error));
     return FPRUN_EXIT_OWN_ERROR;
   }
   if (own_error) return FPRUN_EXIT_OWN_ERROR;
   return interrupted ? FPRUN_EXIT_INTERRUPTED : exit_status;
+}
+
+/* SIGTERM, SIGHUP: handled as the library handles Ctrl-C (a second one
+ * exits at once). kill() is async-signal-safe. */
+static void as_ctrl_c(int sig) {
+  (void)sig;
+  kill(getpid(), SIGINT);
 }
 
 /* The library's log lines (a stop on Ctrl-C), as fprun's own. */
@@ -461,8 +549,16 @@ int main(int argc, char **argv) {
     return FPRUN_EXIT_OWN_ERROR;
   }
   pthread_mutex_init(&r->mu, NULL);
-  fp_set_logger(log_line, NULL, FP_LOG_WARNING);
+  /* Progress and monitor lines are the library's info lines. */
+  fp_set_logger(log_line, NULL, r->opt.progress || r->opt.monitor ? FP_LOG_INFO : FP_LOG_WARNING);
   signal(SIGPIPE, SIG_IGN); /* a closed stdout is an error to report, not a death */
+  struct sigaction sa; /* SIGTERM and SIGHUP stop the run as Ctrl-C does */
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = as_ctrl_c;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
   rc = open_joblog(r);
   if (!rc) rc = run_all(r);
   if (r->joblog) fclose(r->joblog);

@@ -51,6 +51,9 @@ input *input_from_args(char **args, size_t nargs, const char *file, char sep, si
 /* The next job's input (fp_iter_fn): 1, 0 at the end, or a negative code. */
 int input_next(void *in, void **out);
 void input_free(input *in);
+/* How many jobs the input gives, when it is known before reading (":::"
+ * groups); 0 otherwise. */
+uint64_t input_total(const input *in);
 
 /* ---- running one job (job.c) ---- */
 typedef struct job_options {

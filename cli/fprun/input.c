@@ -157,6 +157,14 @@ static bool advance(input *in) {
   return false;
 }
 
+uint64_t input_total(const input *in) {
+  if (!in->ngroups) return 0; /* lines: not known before they are read */
+  uint64_t total = 1;
+  for (size_t u = 0; u < in->ngroups; u++)
+    if (!in->groups[u].linked) total *= unit_length(in, u);
+  return total;
+}
+
 static int next_from_groups(input *in, job_input *job) {
   if (!in->started) {
     in->started = true;

@@ -77,6 +77,20 @@ check "--halt soon: no new job after the failure" $'0\n1' "$(cat "$tmp/soon")"
 rc=$?
 check "--timeout stops the job (SIGTERM: 143)" 143 $rc
 
+"$fprun" --retries 3 --retry-delay 0.01 sh -c 'echo x >>"$0"; exit 1' "$tmp/tries" ::: 1 >/dev/null 2>&1
+check "--retries 3: three tries in all" 3 "$(wc -l <"$tmp/tries")"
+"$fprun" --retries 3 sh -c 'echo x >>"$0"' "$tmp/once" ::: 1 >/dev/null 2>&1
+check "--retries: a success is not tried again" 1 "$(wc -l <"$tmp/once")"
+start=$(date +%s%N)
+"$fprun" -j4 --delay 0.1 true ::: 1 2 3 4
+took=$((($(date +%s%N) - start) / 1000000))
+check "--delay 0.1: four starts take 0.3 s at least" yes "$([ $took -ge 290 ] && echo yes || echo $took)"
+
+# ---- seeing it run ----
+check "--progress: the last line says all are done" "fprun: progress: 3/3 (100%)" \
+  "$("$fprun" --progress true ::: 1 2 3 2>&1 | grep -o 'fprun: progress: 3/3 (100%)' | tail -1)"
+check "--ungroup: output goes straight out" "x" "$("$fprun" -u echo ::: x)"
+
 # ---- the joblog ----
 "$fprun" -j1 --joblog "$tmp/log" sh -c 'exit {}' ::: 0 >/dev/null 2>&1
 check "joblog header" $'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand' \
@@ -95,6 +109,15 @@ took=$((($(date +%s%N) - start) / 1000000))
 check "Ctrl-C: exit 130" 130 $rc
 check "Ctrl-C: within a second (ms)" yes "$([ $took -lt 1000 ] && echo yes || echo $took)"
 check "Ctrl-C: nothing it started is left" 0 "$(pgrep -fc 'trap "" TERM; sleep 30')"
+
+for sig in TERM HUP; do
+  "$fprun" -j1 sleep ::: 30 >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do pgrep -P $pid >/dev/null && break; sleep 0.05; done
+  kill -$sig $pid
+  wait $pid
+  check "SIG$sig stops the run as Ctrl-C does" 130 $?
+done
 
 # ---- output ----
 "$fprun" echo x ::: 1 >/dev/full 2>/dev/null
