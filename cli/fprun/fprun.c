@@ -18,6 +18,8 @@
 #define FPRUN_VERSION "0.1.0"
 /* Between SIGTERM and SIGKILL for a job that is stopped. */
 #define KILL_GRACE_S 0.5
+/* --keep-order: jobs finished ahead of the one whose output is next. */
+#define KEEP_WINDOW 256
 
 static const char usage_text[] =
     "usage: fprun [options] command [args with {} ...] ::: items [::: items ...]\n"
@@ -39,6 +41,7 @@ static const char usage_text[] =
     "      --bar, --progress, --eta  show progress (toward --total N for stdin)\n"
     "      --monitor SECS    a monitor line every SECS seconds\n"
     "  -u, --ungroup         let jobs write straight to the output (may mix)\n"
+    "  -k, --keep-order      write the outputs in input order\n"
     "      --joblog FILE     one line per job, in GNU parallel's columns\n"
     "      --tag             prefix each output line with the job's input\n"
     "      --shell           run the command with /bin/sh -c (inputs quoted)\n"
@@ -63,7 +66,7 @@ typedef struct options {
   bool halt_percent;
   double timeout;
   const char *joblog;
-  bool tag, shell, dry_run, ungroup;
+  bool tag, shell, dry_run, ungroup, keep_order;
   int retries;          /* tries in all, at most (GNU parallel's count) */
   double retry_delay;   /* before the first retry; doubles for each later one */
   double delay;         /* between starts */
@@ -212,6 +215,8 @@ static int parse_options(int argc, char **argv, options *o, int *first) {
       else o->monitor = n;
     } else if (!strcmp(a, "--bar") || !strcmp(a, "--progress") || !strcmp(a, "--eta")) {
       o->progress = true;
+    } else if (!strcmp(a, "-k") || !strcmp(a, "--keep-order")) {
+      o->keep_order = true;
     } else if (!strcmp(a, "-u") || !strcmp(a, "--ungroup")) {
       o->ungroup = true;
     } else if (!strcmp(a, "--tag")) {
@@ -239,6 +244,12 @@ typedef struct run {
   atomic_bool stop_starting; /* a soon halt: jobs not started are skipped */
   atomic_int next_slot;
   double next_start; /* --delay (mu) */
+  /* --keep-order: finished jobs wait here for their turn to be written,
+   * at most KEEP_WINDOW of them; a job further ahead holds its slot until
+   * the output catches up (so no new job starts: bounded memory). */
+  fp_task **kept;
+  uint64_t next_print; /* (mu) */
+  pthread_cond_t order_cv;
   int output_error; /* -errno: stdout could not be written */
   uint64_t succeeded, failed, timed_out, skipped, retried;
 } run;
@@ -251,9 +262,14 @@ typedef struct job_state {
   job_input in; /* first: the input the task manager hands around */
   int status;
   bool ran, skipped;
+  job_result kept; /* --keep-order: the output, written in input order */
 } job_state;
 
-static void job_state_free(void *p) { job_input_free(p); }
+static void job_state_free(void *p) {
+  job_state *js = p;
+  if (js) job_result_clear(&js->kept);
+  job_input_free(p);
+}
 
 static int next_job(void *state, void **out) {
   run *r = state;
@@ -268,6 +284,7 @@ static int next_job(void *state, void **out) {
   }
   js->status = 0;
   js->ran = js->skipped = false;
+  memset(&js->kept, 0, sizeof js->kept);
   *out = js;
   return 1;
 }
@@ -326,6 +343,54 @@ static bool wait_turn(run *r) {
   return pause_unless_stopped(at - now);
 }
 
+/* --keep-order: a job that finished too far ahead of the output waits,
+ * holding its slot, until the output catches up (or the run stops). */
+static void wait_for_turn(run *r, uint64_t seq) {
+  pthread_mutex_lock(&r->mu);
+  while (seq >= r->next_print + KEEP_WINDOW && !fp_cancel_requested()) {
+    struct timespec at;
+    clock_gettime(CLOCK_REALTIME, &at);
+    at.tv_nsec += 20 * 1000000L; /* a look at a stop request, now and then */
+    if (at.tv_nsec >= 1000000000L) {
+      at.tv_sec++;
+      at.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&r->order_cv, &r->mu, &at);
+  }
+  pthread_mutex_unlock(&r->mu);
+}
+
+/* --keep-order: write the kept outputs that are next, in input order. */
+static void write_in_order(run *r, bool to_the_end) {
+  for (;;) {
+    pthread_mutex_lock(&r->mu);
+    uint64_t next = r->next_print;
+    pthread_mutex_unlock(&r->mu);
+    size_t at = (size_t)(next % KEEP_WINDOW);
+    fp_task *t = r->kept[at];
+    if (!t && to_the_end) { /* a hole (never run): pass it, if anything follows */
+      bool more = false;
+      for (size_t k = 0; k < KEEP_WINDOW && !more; k++) more = r->kept[k] != NULL;
+      if (!more) return;
+    } else if (!t) {
+      return;
+    }
+    if (t) {
+      job_state *js = fp_task_arg(t);
+      char *tag = r->opt.tag ? tag_of(&js->in) : NULL;
+      int wrc = job_write_output(&js->kept, tag);
+      if (wrc) record_output_error(r, wrc);
+      free(tag);
+      r->kept[at] = NULL;
+      fp_task_release(t);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->next_print++;
+    pthread_cond_broadcast(&r->order_cv);
+    pthread_mutex_unlock(&r->mu);
+  }
+}
+
 /* The task: one job. A failed job fails its task with the job's status in
  * the message; the status itself stays in the job's state. */
 static void *job_task(void *arg) {
@@ -376,8 +441,14 @@ static void *job_task(void *arg) {
   js->ran = true;
   js->status = res.status;
   log_job(r, js, argv, &res);
-  int wrc = job_write_output(&res, tag);
-  if (wrc) record_output_error(r, wrc);
+  if (r->opt.keep_order) {
+    js->kept = res; /* written by the consumer, in order */
+    memset(&res, 0, sizeof res);
+    wait_for_turn(r, js->in.seq);
+  } else {
+    int wrc = job_write_output(&res, tag);
+    if (wrc) record_output_error(r, wrc);
+  }
   char *line = argv_line(argv);
   argv_free(argv);
   free(tag);
@@ -490,11 +561,17 @@ static int run_all(run *r) {
       break;
     }
     bool stop = account(r, js, &exit_status) || rc; /* rc: the fail-fast stop */
-    fp_task_release(t);
+    if (r->opt.keep_order && js->ran) {
+      r->kept[(size_t)(js->in.seq % KEEP_WINDOW)] = t; /* released once written */
+      write_in_order(r, false);
+    } else {
+      fp_task_release(t);
+    }
     if (stop) break;
   }
   fp_tm_free(tm);        /* cancels what has not started, asks running jobs to stop */
   fp_executor_free(pool); /* waits for them: their process groups are gone after */
+  if (r->opt.keep_order) write_in_order(r, true); /* what finished, in order */
   if (r->opt.halt == HALT_NEVER && r->failed)
     exit_status = r->failed < FPRUN_EXIT_FAILED_CAP ? (int)r->failed : FPRUN_EXIT_FAILED_CAP;
   if (r->opt.halt_on_success) exit_status = 0;
@@ -549,6 +626,12 @@ int main(int argc, char **argv) {
     return FPRUN_EXIT_OWN_ERROR;
   }
   pthread_mutex_init(&r->mu, NULL);
+  pthread_cond_init(&r->order_cv, NULL);
+  r->next_print = 1;
+  if (r->opt.keep_order && !(r->kept = calloc(KEEP_WINDOW, sizeof *r->kept))) {
+    fprintf(stderr, "fprun: out of memory\n");
+    return FPRUN_EXIT_OWN_ERROR;
+  }
   /* Progress and monitor lines are the library's info lines. */
   fp_set_logger(log_line, NULL, r->opt.progress || r->opt.monitor ? FP_LOG_INFO : FP_LOG_WARNING);
   signal(SIGPIPE, SIG_IGN); /* a closed stdout is an error to report, not a death */
@@ -562,6 +645,7 @@ int main(int argc, char **argv) {
   rc = open_joblog(r);
   if (!rc) rc = run_all(r);
   if (r->joblog) fclose(r->joblog);
+  free(r->kept);
   input_free(r->in);
   template_free(r->tmpl);
   return rc;

@@ -120,6 +120,9 @@ for sig in TERM HUP; do
 done
 
 # ---- output ----
+check "-k: outputs in input order" $'1\n2\n3\n4' "$("$fprun" -j4 -k sh -c 'sleep 0.$((5 - {})); echo {}' ::: 1 2 3 4)"
+check "-k: 3000 jobs, a slow first one, in order" "$(seq 3000 | md5sum)" \
+  "$(seq 3000 | "$fprun" -j4 -k sh -c '[ {} != 1 ] || sleep 1; echo {}' | md5sum)"
 "$fprun" echo x ::: 1 >/dev/full 2>/dev/null
 check "a full disk is an error, not silent loss" 255 $?
 big=$("$fprun" -j2 head -c {} /dev/zero ::: 1048576 1048576 | wc -c)
