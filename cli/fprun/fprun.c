@@ -42,6 +42,8 @@ static const char usage_text[] =
     "      --monitor SECS    a monitor line every SECS seconds\n"
     "  -u, --ungroup         let jobs write straight to the output (may mix)\n"
     "  -k, --keep-order      write the outputs in input order\n"
+    "      --resume          with --joblog: skip the jobs it lists, append to it\n"
+    "      --resume-failed   with --joblog: skip the jobs it lists as succeeded\n"
     "      --joblog FILE     one line per job, in GNU parallel's columns\n"
     "      --tag             prefix each output line with the job's input\n"
     "      --shell           run the command with /bin/sh -c (inputs quoted)\n"
@@ -67,6 +69,7 @@ typedef struct options {
   double timeout;
   const char *joblog;
   bool tag, shell, dry_run, ungroup, keep_order;
+  bool resume, resume_failed; /* skip what the joblog says ran (succeeded) */
   int retries;          /* tries in all, at most (GNU parallel's count) */
   double retry_delay;   /* before the first retry; doubles for each later one */
   double delay;         /* between starts */
@@ -215,6 +218,10 @@ static int parse_options(int argc, char **argv, options *o, int *first) {
       else o->monitor = n;
     } else if (!strcmp(a, "--bar") || !strcmp(a, "--progress") || !strcmp(a, "--eta")) {
       o->progress = true;
+    } else if (!strcmp(a, "--resume")) {
+      o->resume = true;
+    } else if (!strcmp(a, "--resume-failed")) {
+      o->resume_failed = true;
     } else if (!strcmp(a, "-k") || !strcmp(a, "--keep-order")) {
       o->keep_order = true;
     } else if (!strcmp(a, "-u") || !strcmp(a, "--ungroup")) {
@@ -229,6 +236,8 @@ static int parse_options(int argc, char **argv, options *o, int *first) {
       return usage_error("unknown option %s", a);
     }
   }
+  if ((o->resume || o->resume_failed) && !o->joblog)
+    return usage_error("%s needs --joblog", o->resume ? "--resume" : "--resume-failed");
   *first = i;
   return 0;
 }
@@ -247,6 +256,9 @@ typedef struct run {
   /* --keep-order: finished jobs wait here for their turn to be written,
    * at most KEEP_WINDOW of them; a job further ahead holds its slot until
    * the output catches up (so no new job starts: bounded memory). */
+  uint64_t *done_before; /* --resume: the joblog's seqs to skip, sorted */
+  size_t n_done_before;
+  uint64_t resumed;
   fp_task **kept;
   uint64_t next_print; /* (mu) */
   pthread_cond_t order_cv;
@@ -257,11 +269,54 @@ typedef struct run {
 static run the_run;
 static _Thread_local unsigned my_slot; /* {%}: 1 .. -j, one per pool thread */
 
+/* ---- the joblog ---- */
+
+static int compare_seq(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* --resume, --resume-failed: the seqs the joblog has (succeeded). */
+static int read_joblog(run *r) {
+  FILE *fp = fopen(r->opt.joblog, "r");
+  if (!fp) return 0; /* nothing ran yet */
+  char *line = NULL;
+  size_t room = 0, cap = 0;
+  int rc = 0;
+  while (getline(&line, &room, fp) > 0) {
+    unsigned long long seq;
+    int exitval = 0, sig = 0;
+    if (sscanf(line, "%llu\t%*s\t%*s\t%*s\t%*s\t%*s\t%d\t%d", &seq, &exitval, &sig) != 3)
+      continue; /* the header */
+    if (r->opt.resume_failed && (exitval || sig)) continue;
+    if (r->n_done_before == cap) {
+      cap = cap ? 2 * cap : 256;
+      uint64_t *grown = realloc(r->done_before, cap * sizeof *grown);
+      if (!grown) {
+        rc = FPRUN_EXIT_OWN_ERROR;
+        break;
+      }
+      r->done_before = grown;
+    }
+    r->done_before[r->n_done_before++] = seq;
+  }
+  free(line);
+  fclose(fp);
+  if (rc) fprintf(stderr, "fprun: out of memory reading the joblog\n");
+  qsort(r->done_before, r->n_done_before, sizeof *r->done_before, compare_seq);
+  return rc;
+}
+
+static bool done_before(const run *r, uint64_t seq) {
+  return r->n_done_before &&
+         bsearch(&seq, r->done_before, r->n_done_before, sizeof seq, compare_seq) != NULL;
+}
+
 /* A job's outcome, kept in its input for the consumer. */
 typedef struct job_state {
   job_input in; /* first: the input the task manager hands around */
   int status;
-  bool ran, skipped;
+  bool ran, skipped, resumed;
   job_result kept; /* --keep-order: the output, written in input order */
 } job_state;
 
@@ -283,7 +338,7 @@ static int next_job(void *state, void **out) {
     return FP_ENOMEM;
   }
   js->status = 0;
-  js->ran = js->skipped = false;
+  js->ran = js->skipped = js->resumed = false;
   memset(&js->kept, 0, sizeof js->kept);
   *out = js;
   return 1;
@@ -401,6 +456,10 @@ static void *job_task(void *arg) {
     js->skipped = true;
     return NULL;
   }
+  if (done_before(r, js->in.seq)) { /* --resume: it ran (and succeeded) before */
+    js->resumed = true;
+    return NULL;
+  }
   char **argv = template_expand(r->tmpl, &js->in, my_slot);
   if (!argv) return fp_raise(FP_ENOMEM, "job %llu: out of memory", (unsigned long long)js->in.seq);
   if (r->opt.dry_run) { /* the command, as the shell or exec would get it */
@@ -485,8 +544,9 @@ static bool halt_reached(const run *r) {
 
 /* Count a consumed job; true when the policy says stop now. */
 static bool account(run *r, const job_state *js, int *exit_status) {
-  if (js->skipped) {
-    r->skipped++;
+  if (js->skipped || js->resumed) {
+    if (js->skipped) r->skipped++;
+    if (js->resumed) r->resumed++;
     return false;
   }
   if (js->status) {
@@ -505,12 +565,16 @@ static bool account(run *r, const job_state *js, int *exit_status) {
 
 static int open_joblog(run *r) {
   if (!r->opt.joblog) return 0;
-  if (!(r->joblog = fopen(r->opt.joblog, "w"))) {
+  bool resuming = r->opt.resume || r->opt.resume_failed;
+  int rc = resuming ? read_joblog(r) : 0;
+  if (rc) return rc;
+  if (!(r->joblog = fopen(r->opt.joblog, resuming ? "a" : "w"))) {
     fprintf(stderr, "fprun: cannot write the joblog %s: %s\n", r->opt.joblog, strerror(errno));
     return FPRUN_EXIT_OWN_ERROR;
   }
-  fputs("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n",
-        r->joblog);
+  if (ftell(r->joblog) == 0)
+    fputs("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n",
+          r->joblog);
   return 0;
 }
 
@@ -646,6 +710,7 @@ int main(int argc, char **argv) {
   if (!rc) rc = run_all(r);
   if (r->joblog) fclose(r->joblog);
   free(r->kept);
+  free(r->done_before);
   input_free(r->in);
   template_free(r->tmpl);
   return rc;

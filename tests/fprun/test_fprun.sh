@@ -97,6 +97,16 @@ check "joblog header" $'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval
   "$(head -1 "$tmp/log")"
 check "joblog line: seq, exit value, command" $'1\t0\tsh -c exit 0' "$(tail -1 "$tmp/log" | cut -f1,7,9)"
 
+rm -f "$tmp/r.log"
+"$fprun" -j1 --halt never --joblog "$tmp/r.log" sh -c 'exit $(({} % 2))' ::: 1 2 3 4 >/dev/null 2>&1
+check "--resume-failed runs only what failed" $'1\n3' \
+  "$("$fprun" -j1 --resume-failed --joblog "$tmp/r.log" sh -c 'echo {}' ::: 1 2 3 4 2>/dev/null)"
+check "--resume runs only what the joblog lacks" "5" \
+  "$("$fprun" -j1 --resume --joblog "$tmp/r.log" sh -c 'echo {}' ::: 1 2 3 4 5 2>/dev/null)"
+check "--resume appends to the joblog (one header)" 1 "$(grep -c '^Seq' "$tmp/r.log")"
+"$fprun" --resume echo ::: 1 >/dev/null 2>&1
+check "--resume without --joblog: 2" 2 $?
+
 # ---- Ctrl-C ----
 "$fprun" -j2 sh -c 'trap "" TERM; sleep 30; echo {}' ::: fprun-ctrl-c-1 fprun-ctrl-c-2 >/dev/null 2>&1 &
 pid=$!
