@@ -32,6 +32,7 @@ static const char usage_text[] =
     "  -a, --arg-file FILE   read inputs from FILE instead of stdin\n"
     "  -0, --null            inputs are separated by NUL, not newline\n"
     "  -N, --max-args N      N inputs per job ({1} ... {N})\n"
+    "      --colsep REGEX    split each input line into columns {1} {2} ...\n"
     "      --halt SPEC       now,fail=N | soon,fail=N | now,success=N | soon,success=N |\n"
     "                        never (N may be a percentage: fail=10%)\n"
     "      --timeout SECS    stop a job after SECS seconds\n"
@@ -46,6 +47,7 @@ static const char usage_text[] =
     "      --resume-failed   with --joblog: skip the jobs it lists as succeeded\n"
     "      --joblog FILE     one line per job, in GNU parallel's columns\n"
     "      --tag             prefix each output line with the job's input\n"
+    "      --tagstring STR   prefix each output line with STR ({} and the rest work)\n"
     "      --shell           run the command with /bin/sh -c (inputs quoted)\n"
     "      --dry-run         print the commands, run nothing\n"
     "  -h, --help            this text\n"
@@ -76,6 +78,8 @@ typedef struct options {
   bool progress;        /* --bar, --progress, --eta */
   uint64_t total;       /* --total: jobs expected, for the progress */
   double monitor;       /* seconds between monitor lines, 0: none */
+  const char *colsep;   /* a regular expression (POSIX extended) */
+  const char *tagstring; /* --tagstring: the tag, with replacement strings */
 } options;
 
 /* ---- the command line ---- */
@@ -198,6 +202,13 @@ static int parse_options(int argc, char **argv, options *o, int *first) {
     } else if (is_long(a, "--halt")) {
       v = option_value(argv, argc, &i, "--halt", &bad);
       if (!v || !parse_halt(v, o)) return usage_error("--halt: unknown policy %s", v ? v : "(none)");
+    } else if (is_long(a, "--tagstring")) {
+      if (!(o->tagstring = option_value(argv, argc, &i, "--tagstring", &bad)))
+        return usage_error("%s needs a string", a);
+      o->tag = true;
+    } else if (is_long(a, "--colsep")) {
+      if (!(o->colsep = option_value(argv, argc, &i, "--colsep", &bad)))
+        return usage_error("%s needs a regular expression", a);
     } else if (is_long(a, "--timeout")) {
       v = option_value(argv, argc, &i, "--timeout", &bad);
       char *end;
@@ -247,6 +258,7 @@ static int parse_options(int argc, char **argv, options *o, int *first) {
 typedef struct run {
   options opt;
   template *tmpl;
+  template *tag_tmpl; /* --tagstring */
   input *in;
   FILE *joblog;
   pthread_mutex_t mu; /* the joblog, the counters */
@@ -362,6 +374,14 @@ static void record_output_error(run *r, int code) {
   pthread_mutex_unlock(&r->mu);
 }
 
+static char *tag_of(const job_input *in);
+/* The tag of a job's output lines: --tagstring expanded, or its inputs
+ * (--tag); NULL without either. */
+static char *job_tag(const run *r, const job_input *in) {
+  if (r->tag_tmpl) return template_expand_string(r->tag_tmpl, in, my_slot);
+  return r->opt.tag ? tag_of(in) : NULL;
+}
+
 static char *tag_of(const job_input *in) {
   size_t len = 1;
   for (size_t i = 0; i < in->ncols; i++) len += strlen(in->cols[i]) + 1;
@@ -432,7 +452,7 @@ static void write_in_order(run *r, bool to_the_end) {
     }
     if (t) {
       job_state *js = fp_task_arg(t);
-      char *tag = r->opt.tag ? tag_of(&js->in) : NULL;
+      char *tag = job_tag(r, &js->in);
       int wrc = job_write_output(&js->kept, tag);
       if (wrc) record_output_error(r, wrc);
       free(tag);
@@ -477,7 +497,7 @@ static void *job_task(void *arg) {
     return NULL;
   }
   job_options jo = {r->opt.timeout, KILL_GRACE_S, !r->opt.ungroup, NULL};
-  char *tag = r->opt.tag ? tag_of(&js->in) : NULL;
+  char *tag = job_tag(r, &js->in);
   job_result res;
   int rc = 0;
   double retry_delay = r->opt.retry_delay;
@@ -682,11 +702,24 @@ int main(int argc, char **argv) {
   char err[256];
   r->tmpl = template_parse(argv + first, nwords, r->opt.shell, err, sizeof err);
   if (!r->tmpl) return usage_error("%s", err);
+  if (r->opt.tagstring) {
+    char *words[1] = {(char *)r->opt.tagstring};
+    if (!(r->tag_tmpl = template_parse(words, 1, false, err, sizeof err))) {
+      template_free(r->tmpl);
+      return usage_error("--tagstring: %s", err);
+    }
+  }
+  regex_t colsep;
+  if (r->opt.colsep && regcomp(&colsep, r->opt.colsep, REG_EXTENDED)) {
+    template_free(r->tmpl);
+    return usage_error("--colsep: not a regular expression: %s", r->opt.colsep);
+  }
   r->in = input_from_args(argv + sources, (size_t)(argc - sources), r->opt.arg_file, r->opt.sep,
-                          r->opt.per_job, err, sizeof err);
+                          r->opt.per_job, r->opt.colsep ? &colsep : NULL, err, sizeof err);
   if (!r->in) {
     fprintf(stderr, "fprun: %s\n", err);
     template_free(r->tmpl);
+    if (r->opt.colsep) regfree(&colsep);
     return FPRUN_EXIT_OWN_ERROR;
   }
   pthread_mutex_init(&r->mu, NULL);
@@ -712,6 +745,8 @@ int main(int argc, char **argv) {
   free(r->kept);
   free(r->done_before);
   input_free(r->in);
+  template_free(r->tag_tmpl);
+  if (r->opt.colsep) regfree(&colsep);
   template_free(r->tmpl);
   return rc;
 }

@@ -5,6 +5,7 @@
 #define FPRUN_H
 
 #include <futureproof.h>
+#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +38,9 @@ void template_free(template *t);
  * with the shell: {"/bin/sh", "-c", script, NULL}. NULL on ENOMEM. */
 char **template_expand(const template *t, const job_input *in, unsigned slot);
 void argv_free(char **argv);
+/* The words expanded into one string, nothing appended, nothing quoted
+ * (--tagstring). NULL on ENOMEM. */
+char *template_expand_string(const template *t, const job_input *in, unsigned slot);
 /* The command as a joblog or --dry-run line: words joined by spaces. */
 char *argv_line(char *const *argv);
 
@@ -45,9 +49,10 @@ typedef struct input input;
 /* From the command line after the command: ":::" groups (their product),
  * ":::+" groups (linked to the one before, item by item), "::::" files;
  * with none, lines of `file` (NULL: stdin). sep: '\n' or '\0' (-0).
- * per_job: items per job for line inputs (-N). */
+ * per_job: lines per job for line inputs (-N); colsep (may be NULL)
+ * splits each line into columns. */
 input *input_from_args(char **args, size_t nargs, const char *file, char sep, size_t per_job,
-                       char *err, size_t errlen);
+                       const regex_t *colsep, char *err, size_t errlen);
 /* The next job's input (fp_iter_fn): 1, 0 at the end, or a negative code. */
 int input_next(void *in, void **out);
 void input_free(input *in);

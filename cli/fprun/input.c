@@ -6,6 +6,7 @@
 #include "fprun.h"
 
 #include <errno.h>
+#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,7 @@ struct input {
   size_t per_job;
   char *line;
   size_t line_room;
+  const regex_t *colsep; /* --colsep: split each line into columns */
   uint64_t seq;
 };
 
@@ -70,7 +72,7 @@ static bool group_read_file(group *g, const char *path, char sep, char *err, siz
 }
 
 input *input_from_args(char **args, size_t nargs, const char *file, char sep, size_t per_job,
-                       char *err, size_t errlen) {
+                       const regex_t *colsep, char *err, size_t errlen) {
   input *in = calloc(1, sizeof *in);
   if (!in) {
     snprintf(err, errlen, "out of memory");
@@ -78,6 +80,7 @@ input *input_from_args(char **args, size_t nargs, const char *file, char sep, si
   }
   in->sep = sep;
   in->per_job = per_job ? per_job : 1;
+  in->colsep = colsep;
   group *g = NULL;
   bool files = false;
   for (size_t i = 0; i < nargs; i++) {
@@ -182,17 +185,47 @@ static int next_from_groups(input *in, job_input *job) {
   return 1;
 }
 
+static int add_col(job_input *job, size_t *room, const char *s, size_t n) {
+  if (job->ncols == *room) {
+    size_t grown_room = *room ? 2 * *room : 4;
+    char **grown = realloc(job->cols, grown_room * sizeof *grown);
+    if (!grown) return FP_ENOMEM;
+    job->cols = grown;
+    *room = grown_room;
+  }
+  if (!(job->cols[job->ncols] = strndup(s, n))) return FP_ENOMEM;
+  job->ncols++;
+  return 0;
+}
+
+/* A line's columns: split where colsep matches (an empty match splits
+ * nothing), or the whole line. */
+static int add_line(input *in, job_input *job, size_t *room, const char *line, size_t n) {
+  if (!in->colsep) return add_col(job, room, line, n);
+  size_t at = 0;
+  regmatch_t m;
+  while (at <= n && regexec(in->colsep, line + at, 1, &m, at ? REG_NOTBOL : 0) == 0 &&
+         m.rm_eo > m.rm_so && at + (size_t)m.rm_so <= n) {
+    int rc = add_col(job, room, line + at, (size_t)m.rm_so);
+    if (rc) return rc;
+    at += (size_t)m.rm_eo;
+  }
+  return add_col(job, room, line + at, n - at);
+}
+
 static int next_from_lines(input *in, job_input *job) {
-  if (!(job->cols = calloc(in->per_job, sizeof *job->cols))) return FP_ENOMEM;
-  while (job->ncols < in->per_job) {
+  size_t room = 0, lines = 0;
+  while (lines < in->per_job) {
     ssize_t n = getdelim(&in->line, &in->line_room, in->sep, in->fp);
     if (n <= 0) break;
     if (in->line[n - 1] == in->sep) n--;
-    if (!(job->cols[job->ncols] = strndup(in->line, (size_t)n))) return FP_ENOMEM;
-    job->ncols++;
+    in->line[n] = 0;
+    int rc = add_line(in, job, &room, in->line, (size_t)n);
+    if (rc) return rc;
+    lines++;
   }
   if (ferror(in->fp)) return -EIO;
-  return job->ncols ? 1 : 0;
+  return lines ? 1 : 0;
 }
 
 int input_next(void *p, void **out) {

@@ -289,6 +289,25 @@ char **template_expand(const template *t, const job_input *in, unsigned slot) {
   return argv;
 }
 
+char *template_expand_string(const template *t, const job_input *in, unsigned slot) {
+  buf b = {0};
+  for (size_t i = 0; i < t->nwords; i++) {
+    if (i) put(&b, " ", 1);
+    for (size_t j = 0; j < t->words[i].nsegs; j++) {
+      const segment *seg = &t->words[i].segs[j];
+      if (seg->field)
+        put_field(&b, seg, in, slot, false);
+      else
+        puts_(&b, seg->text);
+    }
+  }
+  if (b.failed) {
+    free(b.s);
+    return NULL;
+  }
+  return b.s ? b.s : strdup("");
+}
+
 char *argv_line(char *const *argv) {
   buf b = {0};
   for (size_t i = 0; argv[i]; i++) {

@@ -35,6 +35,10 @@ check "no command: the items are commands" "hi" "$("$fprun" ::: 'echo hi')"
 check "a single string with shell syntax runs in a shell, the item quoted" "a b;c" \
   "$("$fprun" 'echo {} | cat' ::: 'a b;c')"
 check "--tag" $'t\tx t' "$("$fprun" --tag echo x ::: t)"
+check "--tagstring with replacement strings" $'[1:a]\tx a' "$("$fprun" --tagstring '[{#}:{}]' echo x ::: a)"
+check "--colsep splits a line into columns" $'ba\ndc' "$(printf 'a,b\nc,d\n' | "$fprun" -j1 --colsep , echo {2}{1})"
+"$fprun" --colsep '(' echo ::: a >/dev/null 2>&1
+check "--colsep that is no regular expression: 2" 2 $?
 
 # ---- an item is one argument, never code ----
 out=$("$fprun" -j1 printf '[%s]\n' ::: 'a b' "it's" '$HOME' '-n' ';touch pwned' '*')
