@@ -7,7 +7,7 @@ pkgs="build-essential cmake pkg-config check"
 case "$what" in
   build) ;;
   demo) pkgs="$pkgs libcurl4-openssl-dev libmicrohttpd-dev" ;;
-  bench) pkgs="$pkgs libglib2.0-dev libtbb-dev python3" ;; # OpenMP: gcc's own libgomp
+  bench) pkgs="$pkgs libglib2.0-dev libtbb-dev python3 parallel" ;; # OpenMP: gcc's own libgomp
   all) pkgs="$pkgs libcurl4-openssl-dev libmicrohttpd-dev libglib2.0-dev libtbb-dev python3" ;;
   *) echo "usage: $0 [build|demo|bench|all]" >&2; exit 2 ;;
 esac
