@@ -227,6 +227,33 @@ void argv_free(char **argv) {
   free(argv);
 }
 
+/* One word, its replacement strings expanded (values quoted for a shell). */
+static void put_word(buf *b, const word *w, const job_input *in, unsigned slot, bool quote) {
+  for (size_t j = 0; j < w->nsegs; j++) {
+    if (w->segs[j].field)
+      put_field(b, &w->segs[j], in, slot, quote);
+    else
+      puts_(b, w->segs[j].text);
+  }
+}
+
+/* Every word, separated by spaces. */
+static void put_words(buf *b, const template *t, const job_input *in, unsigned slot, bool quote) {
+  for (size_t i = 0; i < t->nwords; i++) {
+    if (i) put(b, " ", 1);
+    put_word(b, &t->words[i], in, slot, quote);
+  }
+}
+
+/* The buffer's string (its ownership), or NULL if it ran out of memory. */
+static char *take(buf *b) {
+  if (b->failed) {
+    free(b->s);
+    return NULL;
+  }
+  return b->s ? b->s : strdup("");
+}
+
 char **template_expand(const template *t, const job_input *in, unsigned slot) {
   size_t extra = t->append && !t->shell ? in->ncols : 0;
   size_t argc = t->shell ? 3 : t->nwords + extra;
@@ -234,32 +261,23 @@ char **template_expand(const template *t, const job_input *in, unsigned slot) {
   if (!argv) return NULL;
   if (t->shell) {
     buf script = {0};
-    if (t->items_are_commands) {
+    if (t->items_are_commands)
       for (size_t c = 0; c < in->ncols; c++) {
         if (c) put(&script, " ", 1);
         puts_(&script, in->cols[c]); /* the item is the command: not quoted */
       }
-    }
-    for (size_t i = 0; i < t->nwords; i++) {
-      if (i) put(&script, " ", 1);
-      for (size_t j = 0; j < t->words[i].nsegs; j++) {
-        const segment *seg = &t->words[i].segs[j];
-        if (seg->field)
-          put_field(&script, seg, in, slot, true);
-        else
-          puts_(&script, seg->text);
-      }
-    }
+    put_words(&script, t, in, slot, true);
     if (t->append)
       for (size_t c = 0; c < in->ncols; c++) {
         put(&script, " ", 1);
         put_quoted(&script, in->cols[c], strlen(in->cols[c]));
       }
+    char *text = take(&script);
     argv[0] = strdup("/bin/sh");
-    argv[1] = strdup("-c");
-    argv[2] = script.failed ? NULL : (script.s ? script.s : strdup(""));
-    if (script.failed) free(script.s);
-    if (!argv[0] || !argv[1] || !argv[2]) {
+    argv[1] = argv[0] ? strdup("-c") : NULL;
+    argv[2] = argv[1] ? text : NULL;
+    if (!argv[2]) { /* text was not stored: still ours */
+      free(text);
       argv_free(argv);
       return NULL;
     }
@@ -267,16 +285,8 @@ char **template_expand(const template *t, const job_input *in, unsigned slot) {
   }
   for (size_t i = 0; i < t->nwords; i++) {
     buf b = {0};
-    for (size_t j = 0; j < t->words[i].nsegs; j++) {
-      const segment *seg = &t->words[i].segs[j];
-      if (seg->field)
-        put_field(&b, seg, in, slot, false);
-      else
-        puts_(&b, seg->text);
-    }
-    argv[i] = b.failed ? NULL : b.s ? b.s : strdup("");
-    if (!argv[i]) {
-      free(b.s);
+    put_word(&b, &t->words[i], in, slot, false);
+    if (!(argv[i] = take(&b))) {
       argv_free(argv);
       return NULL;
     }
@@ -291,21 +301,8 @@ char **template_expand(const template *t, const job_input *in, unsigned slot) {
 
 char *template_expand_string(const template *t, const job_input *in, unsigned slot) {
   buf b = {0};
-  for (size_t i = 0; i < t->nwords; i++) {
-    if (i) put(&b, " ", 1);
-    for (size_t j = 0; j < t->words[i].nsegs; j++) {
-      const segment *seg = &t->words[i].segs[j];
-      if (seg->field)
-        put_field(&b, seg, in, slot, false);
-      else
-        puts_(&b, seg->text);
-    }
-  }
-  if (b.failed) {
-    free(b.s);
-    return NULL;
-  }
-  return b.s ? b.s : strdup("");
+  put_words(&b, t, in, slot, false);
+  return take(&b);
 }
 
 char *argv_line(char *const *argv) {
