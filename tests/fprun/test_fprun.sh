@@ -45,6 +45,8 @@ out=$("$fprun" -j1 printf '[%s]\n' ::: 'a b' "it's" '$HOME' '-n' ';touch pwned' 
 check "hostile items stay single arguments" $'[a b]\n[it\'s]\n[$HOME]\n[-n]\n[;touch pwned]\n[*]' "$out"
 check "nothing was executed from an item" "no" "$([ -e pwned ] && echo yes || echo no)"
 check "an item with a newline is one item" $'[new\nline]' "$("$fprun" printf '[%s]\n' ::: $'new\nline')"
+check "non-UTF-8 bytes pass through" "$(printf '[\377\376x]' | od -An -tx1)" \
+  "$("$fprun" printf '[%s]' ::: $'\xff\xfex' | od -An -tx1)"
 
 # ---- exit statuses ----
 "$fprun" -j1 sh -c 'exit {}' ::: 0 3 0 >/dev/null 2>&1
