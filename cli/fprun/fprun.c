@@ -486,12 +486,17 @@ static void *job_task(void *arg) {
     bool shell = !strcmp(argv[0], "/bin/sh") && argv[1] && !strcmp(argv[1], "-c");
     char *line = shell ? strdup(argv[2]) : argv_line(argv);
     argv_free(argv);
-    if (!line) return fp_raise(FP_ENOMEM, "out of memory");
-    size_t len = strlen(line);
-    line[len] = 0;
-    job_result shown = {.out = line, .out_len = len};
-    int wrc = job_write_output(&shown, NULL) || (fputc('\n', stdout) == EOF) ? -errno : 0;
-    free(line);
+    size_t len = line ? strlen(line) : 0;
+    char *shown_line = line ? realloc(line, len + 2) : NULL; /* the newline in the same write */
+    if (!shown_line) {
+      free(line);
+      return fp_raise(FP_ENOMEM, "out of memory");
+    }
+    shown_line[len] = '\n';
+    shown_line[len + 1] = 0;
+    job_result shown = {.out = shown_line, .out_len = len + 1};
+    int wrc = job_write_output(&shown, NULL);
+    free(shown_line);
     js->ran = true;
     if (wrc) record_output_error(r, wrc);
     return NULL;

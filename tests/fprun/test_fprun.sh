@@ -22,6 +22,8 @@ check "::: runs once per item" $'a\nb\nc' "$("$fprun" echo {} ::: a b c | sort)"
 check "no replacement string: the item is appended" $'x 1\nx 2' "$("$fprun" -j1 echo x ::: 1 2)"
 check "replacement strings" "echo /x/y.tar y.tar.gz /x y.tar 1 1" \
   "$("$fprun" --dry-run echo {.} {/} {//} {/.} {#} {%} ::: /x/y.tar.gz)"
+check "--dry-run lines stay whole on many slots" 500 \
+  "$(seq 500 | "$fprun" -j8 --dry-run echo | grep -cx 'echo [0-9]*')"
 check "{//} of a bare name is ." "echo . a" "$("$fprun" --dry-run echo {//} {/} ::: a)"
 check "groups form their product, the last fastest" $'a1\na2\nb1\nb2' "$("$fprun" -j1 echo {1}{2} ::: a b ::: 1 2)"
 check ":::+ links a group item by item" $'a-1\nb-2' "$("$fprun" -j1 echo {1}-{2} ::: a b :::+ 1 2)"
