@@ -627,14 +627,17 @@ static int run_all(run *r) {
                    r->opt.halt_count == 1;
   topt.error_policy = fail_fast ? FP_POLICY_RAISE : FP_POLICY_IGNORE;
   fp_task_manager *tm;
-  if (fp_tm_new(pool, &topt, &tm) || fp_tm_map(tm, job_task, next_job, r, job_state_free)) {
+  if (fp_tm_new(pool, &topt, &tm)) {
     fprintf(stderr, "fprun: %s\n", fp_last_error_message());
     fp_executor_free(pool);
     return FPRUN_EXIT_OWN_ERROR;
   }
+  /* A Ctrl-C may come as early as this: the map then reports it. */
+  int map_rc = fp_tm_map(tm, job_task, next_job, r, job_state_free);
   int exit_status = 0;
-  bool interrupted = false, own_error = false;
-  for (;;) {
+  bool interrupted = map_rc == FP_EINTR, own_error = map_rc && !interrupted;
+  if (own_error) fprintf(stderr, "fprun: %s\n", fp_last_error_message());
+  while (!map_rc) {
     fp_task *t = NULL;
     int rc = fp_tm_next(tm, -1, &t);
     if (rc == FP_EOF) break;

@@ -116,16 +116,19 @@ check "--resume appends to the joblog (one header)" 1 "$(grep -c '^Seq' "$tmp/r.
 check "--resume without --joblog: 2" 2 $?
 
 # ---- Ctrl-C ----
-"$fprun" -j2 sh -c 'trap "" TERM; sleep 30; echo {}' ::: fprun-ctrl-c-1 fprun-ctrl-c-2 >/dev/null 2>&1 &
+"$fprun" -j2 sh -c 'trap "" TERM; sleep 30; echo {}' ::: fprun-ctrl-c-1 fprun-ctrl-c-2 >/dev/null 2>"$tmp/ctrl-c.err" &
 pid=$!
-for _ in $(seq 100); do [ "$(pgrep -fc 'sleep 30')" -ge 2 ] && break; sleep 0.05; done
+for _ in $(seq 200); do [ "$(pgrep -fc '^sleep 30$')" -ge 2 ] && break; sleep 0.05; done
 start=$(date +%s%N)
 kill -INT $pid
 wait $pid
 rc=$?
 took=$((($(date +%s%N) - start) / 1000000))
 check "Ctrl-C: exit 130" 130 $rc
-check "Ctrl-C: within a second (ms)" yes "$([ $took -lt 1000 ] && echo yes || echo $took)"
+[ $rc -eq 130 ] || cat "$tmp/ctrl-c.err"
+# A second, as promised; sanitizer builds run slower (FPRUN_SLOW).
+limit=$([ -n "${FPRUN_SLOW:-}" ] && echo 3000 || echo 1000)
+check "Ctrl-C: within a second (ms)" yes "$([ $took -lt $limit ] && echo yes || echo $took)"
 check "Ctrl-C: nothing it started is left" 0 "$(pgrep -fc 'trap "" TERM; sleep 30')"
 
 for sig in TERM HUP; do
