@@ -224,6 +224,27 @@ static inline int count_up(void *state, void **item) {
   return 1;
 }
 
+/* A process pool of `workers`, each task limited to task_timeout s (0:
+ * none). */
+static inline fp_executor *new_process_pool(int workers, double task_timeout) {
+  fp_process_pool_options opt;
+  fp_process_pool_options_init(&opt);
+  opt.max_workers = workers;
+  opt.task_timeout = task_timeout;
+  fp_executor *ex = NULL;
+  int rc = fp_process_pool_new(&opt, &ex);
+  ck_assert_msg(rc == 0, "fp_process_pool_new: %s (%s)", fp_err_name(rc), fp_last_error_message());
+  return ex;
+}
+
+/* A future's result, as a number, which must be there: the task succeeded. */
+static inline long value_of(fp_future *f) {
+  void *r = NULL;
+  int rc = fp_future_result(f, LONG_WAIT, &r);
+  ck_assert_msg(rc == 0, "task failed: %s (%s)", fp_err_name(rc), fp_last_error_message());
+  return (long)(intptr_t)r;
+}
+
 static inline fp_executor *new_pool(int workers) {
   fp_thread_pool_options opt;
   fp_thread_pool_options_init(&opt);

@@ -17,14 +17,7 @@ typedef struct kind {
 } kind;
 
 static fp_executor *make_thread_pool(void) { return new_pool(2); }
-static fp_executor *make_process_pool(void) {
-  fp_process_pool_options opt;
-  fp_process_pool_options_init(&opt);
-  opt.max_workers = 2;
-  fp_executor *ex = NULL;
-  ck_assert_int_eq(fp_process_pool_new(&opt, &ex), 0);
-  return ex;
-}
+static fp_executor *make_process_pool(void) { return new_process_pool(2, 0); }
 static fp_executor *make_serial(void) {
   fp_executor *ex = NULL;
   ck_assert_int_eq(serial_executor_new(&ex), 0);

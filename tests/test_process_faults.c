@@ -18,24 +18,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static fp_executor *new_pp(int workers, double task_timeout) {
-  fp_process_pool_options opt;
-  fp_process_pool_options_init(&opt);
-  opt.max_workers = workers;
-  opt.task_timeout = task_timeout;
-  fp_executor *ex = NULL;
-  int rc = fp_process_pool_new(&opt, &ex);
-  ck_assert_msg(rc == 0, "fp_process_pool_new: %s (%s)", fp_err_name(rc), fp_last_error_message());
-  return ex;
-}
-
-static long value_of(fp_future *f) {
-  void *r = NULL;
-  int rc = fp_future_result(f, LONG_WAIT, &r);
-  ck_assert_msg(rc == 0, "task failed: %s (%s)", fp_err_name(rc), fp_last_error_message());
-  return (long)(intptr_t)r;
-}
-
 static void *identity(void *arg) { return arg; }
 
 /* ---- a pid passed from a worker (or its child) to the test: a file ---- */
@@ -103,7 +85,7 @@ static void *scribble_everywhere(void *arg) {
 START_TEST(stray_bytes_from_a_task_fail_it_named_and_never_stall_the_pool) {
   capture_start();
   for (int round = 0; round < 5; round++) {
-    fp_executor *ex = new_pp(2, 0);
+    fp_executor *ex = new_process_pool(2, 0);
     fp_future *scribbler, *quick;
     ck_assert_int_eq(fp_submit(ex, scribble_everywhere, (void *)(intptr_t)(round ? 0 : 1500),
                                &scribbler),
@@ -147,7 +129,7 @@ static void *stop_mid_reply(void *arg) {
 
 START_TEST(a_worker_stopped_mid_reply_holds_up_only_its_own_task) {
   capture_start();
-  fp_executor *ex = new_pp(2, 0.5);
+  fp_executor *ex = new_process_pool(2, 0.5);
   fp_future *stopped, *quick;
   ck_assert_int_eq(fp_submit(ex, stop_mid_reply, NULL, &stopped), 0);
   ck_assert(wait_until(future_running, stopped, LONG_WAIT));
@@ -179,7 +161,7 @@ static void *fork_then_exit(void *arg) {
 START_TEST(a_task_that_forks_and_exits_settles_at_once) {
   capture_start();
   pid_file_init();
-  fp_executor *ex = new_pp(1, 0);
+  fp_executor *ex = new_process_pool(1, 0);
   fp_future *f;
   double t0 = now_s();
   ck_assert_int_eq(fp_submit(ex, fork_then_exit, NULL, &f), 0);
@@ -212,7 +194,7 @@ static void *leave_a_grandchild_then(void *arg) {
 static void grandchild_dies_with(int how) {
   capture_start();
   pid_file_init();
-  fp_executor *ex = new_pp(1, how == 0 ? 0.3 : 0);
+  fp_executor *ex = new_process_pool(1, how == 0 ? 0.3 : 0);
   fp_future *f;
   ck_assert_int_eq(
       fp_submit(ex, leave_a_grandchild_then, (void *)(intptr_t)(how == 2 ? 0 : 60000), &f), 0);
@@ -255,7 +237,7 @@ START_TEST(terminate_workers_returns_once_a_worker_that_ignores_sigterm_is_gone)
   /* As a subreaper, an orphaned worker would become this test's zombie:
    * kill(pid, 0) then still finds it. */
   ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
-  fp_executor *ex = new_pp(1, 0);
+  fp_executor *ex = new_process_pool(1, 0);
   fp_future *f;
   ck_assert_int_eq(fp_submit(ex, ignore_sigterm_and_wait, NULL, &f), 0);
   pid_t worker = wait_recorded_pid();
@@ -282,7 +264,7 @@ static int reap_leftovers(void) {
 
 static void create_and_free_pools(int pools) {
   for (int i = 0; i < pools; i++) {
-    fp_executor *ex = new_pp(1, 0);
+    fp_executor *ex = new_process_pool(1, 0);
     fp_future *f;
     ck_assert_int_eq(fp_submit(ex, identity, (void *)(intptr_t)i, &f), 0);
     ck_assert_int_eq(value_of(f), i);
@@ -417,7 +399,7 @@ static pid_t fork_server_pid(void) {
 START_TEST(queued_tasks_fail_named_when_no_worker_can_start_and_run_once_one_can) {
   capture_start();
   if (!limit_processes(61002, 1000)) return; /* room enough: the fork server's is lowered below */
-  fp_executor *ex = new_pp(1, 0);
+  fp_executor *ex = new_process_pool(1, 0);
   pid_t fork_server = fork_server_pid();
   ck_assert_int_gt(fork_server, 0);
   fp_future *f;
@@ -473,7 +455,7 @@ START_TEST(out_of_memory_for_good_fails_queued_tasks_instead_of_looping) {
   capture_start();
   pid_file_init();
   fp_set_allocator(switch_malloc, switch_calloc, switch_realloc, free);
-  fp_executor *ex = new_pp(1, 0);
+  fp_executor *ex = new_process_pool(1, 0);
   fp_future *crash, *queued;
   ck_assert_int_eq(fp_submit(ex, record_then_crash, (void *)100, &crash), 0);
   ck_assert_int_eq(fp_submit(ex, identity, (void *)9, &queued), 0);
@@ -519,7 +501,7 @@ START_TEST(a_new_worker_is_heard_even_when_nothing_can_grow) {
   snprintf(marker_path, sizeof marker_path, "/tmp/fp-faults-%d.marker", (int)getpid());
   unlink(marker_path);
   fp_set_allocator(switch_malloc, switch_calloc, switch_realloc, free);
-  fp_executor *ex = new_pp(2, 0);
+  fp_executor *ex = new_process_pool(2, 0);
   fp_future *f;
   /* 5 ms: a worker whose last task was that long is never sent a second
    * one ahead, so the two below cannot queue on the same worker. */

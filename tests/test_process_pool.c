@@ -7,15 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static fp_executor *new_pp(int workers) {
-  fp_process_pool_options opt;
-  fp_process_pool_options_init(&opt);
-  opt.max_workers = workers;
-  fp_executor *ex;
-  ck_assert_int_eq(fp_process_pool_new(&opt, &ex), 0);
-  return ex;
-}
-
 static void *square(void *arg) {
   long x = (long)(intptr_t)arg;
   return (void *)(intptr_t)(x * x);
@@ -63,14 +54,8 @@ static void *fail_with_code(void *arg) {
   return fp_raise(-5, "value %ld is bad", (long)(intptr_t)arg);
 }
 
-static long value_of(fp_future *f) {
-  void *r = NULL;
-  ck_assert_int_eq(fp_future_result(f, LONG_WAIT, &r), 0);
-  return (long)(intptr_t)r;
-}
-
 START_TEST(values_cross_and_run_in_other_processes) {
-  fp_executor *ex = new_pp(2);
+  fp_executor *ex = new_process_pool(2, 0);
   enum { N = 200 };
   fp_future *fs[N];
   for (intptr_t i = 0; i < N; i++) ck_assert_int_eq(fp_submit(ex, square, (void *)i, &fs[i]), 0);
@@ -91,7 +76,7 @@ START_TEST(values_cross_and_run_in_other_processes) {
 END_TEST
 
 START_TEST(bytes_cross_both_ways_even_64_mib) {
-  fp_executor *ex = new_pp(2);
+  fp_executor *ex = new_process_pool(2, 0);
   fp_future *f;
   ck_assert_int_eq(fp_submit_bytes(ex, reverse, "abc", 3, &f), 0);
   void *r;
@@ -121,7 +106,7 @@ START_TEST(bytes_cross_both_ways_even_64_mib) {
 END_TEST
 
 START_TEST(futures_mix_with_thread_pools_and_the_task_manager) {
-  fp_executor *pp = new_pp(2), *tp = new_pool(2);
+  fp_executor *pp = new_process_pool(2, 0), *tp = new_pool(2);
   fp_future *fs[4];
   fp_submit(pp, square, (void *)3, &fs[0]);
   fp_submit(tp, task_double, (void *)5, &fs[1]);
@@ -162,7 +147,7 @@ END_TEST
 
 START_TEST(a_crash_fails_its_task_names_it_and_the_pool_goes_on) {
   capture_start();
-  fp_executor *ex = new_pp(2);
+  fp_executor *ex = new_process_pool(2, 0);
   struct {
     fp_fn fn;
     void *arg;
@@ -261,7 +246,7 @@ START_TEST(task_timeout_is_per_item_in_a_chunk) {
 END_TEST
 
 START_TEST(cancelling_a_running_task_kills_its_worker) {
-  fp_executor *ex = new_pp(1);
+  fp_executor *ex = new_process_pool(1, 0);
   fp_future *running, *queued, *after;
   fp_submit(ex, spin_forever, NULL, &running);
   fp_submit(ex, square, (void *)5, &queued);
@@ -281,7 +266,7 @@ START_TEST(cancelling_a_running_task_kills_its_worker) {
 END_TEST
 
 static void kill_test(int (*stop)(fp_executor *)) {
-  fp_executor *ex = new_pp(2);
+  fp_executor *ex = new_process_pool(2, 0);
   fp_future *running[2], *queued[4];
   for (int i = 0; i < 2; i++) fp_submit(ex, spin_forever, NULL, &running[i]);
   for (int i = 0; i < 4; i++) fp_submit(ex, square, (void *)1, &queued[i]);
@@ -348,7 +333,7 @@ END_TEST
 
 /* A job sent ahead and cancelled while it waits never gives a result. */
 START_TEST(a_job_sent_ahead_can_still_be_cancelled) {
-  fp_executor *ex = new_pp(1);
+  fp_executor *ex = new_process_pool(1, 0);
   for (int round = 0; round < 10; round++) {
     fp_future *warm, *first, *ahead;
     fp_submit(ex, square, (void *)2, &warm);
@@ -370,7 +355,7 @@ END_TEST
 /* A job is never sent to wait behind a long one: with one worker busy for
  * long, short tasks run on the other as they come. */
 START_TEST(short_tasks_do_not_wait_behind_a_long_one) {
-  fp_executor *ex = new_pp(2);
+  fp_executor *ex = new_process_pool(2, 0);
   fp_future *warm[4];
   for (int i = 0; i < 4; i++) fp_submit(ex, square, (void *)1, &warm[i]);
   for (int i = 0; i < 4; i++) {
@@ -501,7 +486,7 @@ END_TEST
 static void fault_test(const char *fault, bool bytes) {
   capture_start();
   setenv("FUTUREPROOF_TEST_FAULT", fault, 1);
-  fp_executor *ex = new_pp(1);
+  fp_executor *ex = new_process_pool(1, 0);
   unsetenv("FUTUREPROOF_TEST_FAULT");
   fp_future *f;
   if (bytes)
@@ -532,7 +517,7 @@ END_TEST
 
 START_TEST(task_cannot_be_sent_to_a_dead_worker) {
   for (int round = 0; round < 5; round++) {
-    fp_executor *ex = new_pp(1);
+    fp_executor *ex = new_process_pool(1, 0);
     fp_future *f;
     fp_submit(ex, my_pid, NULL, &f);
     pid_t worker = (pid_t)value_of(f);
@@ -551,7 +536,7 @@ END_TEST
 
 START_TEST(a_crash_right_after_shutdown) {
   capture_start();
-  fp_executor *ex = new_pp(1);
+  fp_executor *ex = new_process_pool(1, 0);
   fp_future *f;
   fp_submit(ex, crash_after_a_moment, NULL, &f);
   ck_assert(wait_until(future_running, f, LONG_WAIT));
@@ -564,7 +549,7 @@ START_TEST(a_crash_right_after_shutdown) {
 END_TEST
 
 START_TEST(many_tasks_completing_at_once) {
-  fp_executor *ex = new_pp(4);
+  fp_executor *ex = new_process_pool(4, 0);
   enum { N = 20000 };
   fp_future **fs = malloc(N * sizeof *fs);
   for (intptr_t i = 0; i < N; i++) fp_submit(ex, square, (void *)(i % 1000), &fs[i]);
@@ -614,7 +599,7 @@ START_TEST(workers_never_outlive_the_parent) {
   ck_assert_int_eq(pipe(report), 0);
   pid_t parent = fork();
   if (parent == 0) { /* the pool's parent, to be killed with SIGKILL */
-    fp_executor *ex = new_pp(2);
+    fp_executor *ex = new_process_pool(2, 0);
     fp_future *fs[2];
     for (int i = 0; i < 2; i++) fp_submit(ex, spin_forever, NULL, &fs[i]);
     /* both workers are busy now; the test finds them through /proc */
@@ -653,7 +638,7 @@ static void *square_but_crash_at_250(void *arg) {
 
 START_TEST(chunked_map_keeps_order_and_reports_a_crash_in_its_item) {
   capture_start();
-  fp_executor *ex = new_pp(2);
+  fp_executor *ex = new_process_pool(2, 0);
   fp_map_options opt;
   fp_map_options_init(&opt);
   ck_assert_int_eq(opt.chunksize, 1);
@@ -701,7 +686,7 @@ END_TEST
 /* A chunk bigger than a socket buffer: the worker must read it all before
  * replying, or both sides block writing (a hang this test once caught). */
 START_TEST(a_chunk_larger_than_the_socket_buffer) {
-  fp_executor *ex = new_pp(2);
+  fp_executor *ex = new_process_pool(2, 0);
   fp_map_options opt;
   fp_map_options_init(&opt);
   opt.chunksize = 20000; /* 320 KB of item headers in one request */
