@@ -277,6 +277,10 @@ FP_EXTERN int fp_executor_free(fp_executor *ex);
 /* The number of workers the executor may run at once. */
 FP_EXTERN int fp_executor_max_workers(const fp_executor *ex);
 
+/* The CPUs this process may run on (its affinity, as Python's
+ * os.process_cpu_count), at least 1: the process pool's default size. */
+FP_EXTERN int fp_cpu_count(void);
+
 /* ---- Bytes: what crosses into a process pool's workers ---- */
 
 /* A byte buffer in one allocation (the library's allocator). */

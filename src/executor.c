@@ -78,7 +78,7 @@ int fp_executor_fail(int code, const char *fmt, ...) {
 
 bool fp__executor_shares_memory(const fp_executor *ex) { return ex->vt->shares_memory; }
 
-int fp__cpu_count(void) {
+int fp_cpu_count(void) {
   long ncpu = 0;
 #ifdef CPU_COUNT
   cpu_set_t set; /* the CPUs this process may run on, as Python's process_cpu_count */
@@ -89,7 +89,7 @@ int fp__cpu_count(void) {
 }
 
 int fp__default_workers(void) {
-  int ncpu = fp__cpu_count();
+  int ncpu = fp_cpu_count();
   return ncpu + 4 < 32 ? ncpu + 4 : 32;
 }
 

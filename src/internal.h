@@ -193,8 +193,7 @@ int fp__submit_batch(fp_executor *ex, fp_fn fn, void *const *items, size_t n,
                      const fp_task_options *topt, bool chunk, fp_future **fs);
 bool fp__executor_shares_memory(const fp_executor *ex);
 
-/* CPUs this process may use; the thread pool's default, min(32, ncpu + 4). */
-int fp__cpu_count(void);
+/* The thread pool's default, min(32, fp_cpu_count() + 4). */
 int fp__default_workers(void);
 
 #endif /* FP_INTERNAL_H */

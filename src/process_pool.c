@@ -151,7 +151,7 @@ void fp_process_pool_options_init(fp_process_pool_options *opt) {
     return;
   }
   memset(opt, 0, sizeof *opt);
-  opt->max_workers = fp__cpu_count();
+  opt->max_workers = fp_cpu_count();
 }
 
 /* Start the first worker before the pool is handed out: a program that

@@ -148,6 +148,7 @@ START_TEST(default_workers_is_min_32_ncpu_plus_4) {
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) ncpu = CPU_COUNT(&set);
+  ck_assert_int_eq(fp_cpu_count(), ncpu); /* the affinity's CPUs */
   int want = ncpu + 4 < 32 ? (int)ncpu + 4 : 32;
   fp_executor *ex;
   ck_assert_int_eq(fp_thread_pool_new(NULL, &ex), 0);

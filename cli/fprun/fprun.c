@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -91,17 +90,10 @@ static int usage_error(const char *fmt, const char *what) {
   return FPRUN_EXIT_USAGE;
 }
 
-static int cpu_count(void) {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (int)n : 1;
-}
-
 /* -j's forms; -1 if it is none of them. */
 static int parse_slots(const char *s) {
   char *end;
-  int ncpu = cpu_count();
+  int ncpu = fp_cpu_count();
   errno = 0;
   long n = strtol(s, &end, 10);
   if (end == s || errno || n < -100000 || n > 100000) return -1;
@@ -164,7 +156,7 @@ static const char *numeric_option(const char *a) {
 /* Options first; the command's words start at *first. 0 to run, or an
  * exit status (help, version, usage error: -1 means exit 0). */
 static int parse_options(int argc, char **argv, options *o, int *first) {
-  *o = (options){.slots = cpu_count(), .sep = '\n', .per_job = 1, .halt = HALT_NOW,
+  *o = (options){.slots = fp_cpu_count(), .sep = '\n', .per_job = 1, .halt = HALT_NOW,
                  .halt_count = 1};
   int i = 1;
   for (; i < argc; i++) {
