@@ -525,25 +525,26 @@ static void *job_task(void *arg) {
     int wrc = job_write_output(&res, tag);
     if (wrc) record_output_error(r, wrc);
   }
-  char *line = argv_line(argv);
-  argv_free(argv);
   free(tag);
   bool timed_out = res.timed_out;
   job_result_clear(&res);
   void *result = NULL;
-  if (rc)
+  if (rc) {
     result = fp_raise(rc, "job %llu could not run: %s", (unsigned long long)js->in.seq,
                       fp_strerror(rc));
-  else if (js->status)
+  } else if (js->status) { /* the command line, for the message: only then */
+    char *line = argv_line(argv);
     result = fp_raise(FP_ETASK, "job %llu %s %d: %s", (unsigned long long)js->in.seq,
                       timed_out ? "timed out, status" : "failed with status", js->status,
                       line ? line : "");
+    free(line);
+  }
+  argv_free(argv);
   if (timed_out) {
     pthread_mutex_lock(&r->mu);
     r->timed_out++;
     pthread_mutex_unlock(&r->mu);
   }
-  free(line);
   return result;
 }
 
