@@ -121,7 +121,7 @@ int job_run(char *const *argv, const job_options *opt, job_result *res) {
     return 0;
   }
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-  double deadline = opt->timeout > 0 ? t0 + opt->timeout : 0, kill_at = 0;
+  double deadline = opt->timeout > 0 ? t0 + opt->timeout : 0, kill_at = 0, drained_by = 0;
   bool exited = false;
   int status = 0;
   while (!exited || out[0] >= 0 || err[0] >= 0) {
@@ -129,12 +129,16 @@ int job_run(char *const *argv, const job_options *opt, job_result *res) {
     poll(p, 3, 20); /* a look at the clock and at a stop request, 50 times a second */
     if (out[0] >= 0 && drain(&out[0], &res->out, &res->out_len) == FP_ENOMEM) break;
     if (err[0] >= 0 && drain(&err[0], &res->err, &res->err_len) == FP_ENOMEM) break;
+    double now = fp_now();
     if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
       exited = true;
       kill(-pid, SIGKILL); /* what it left running in its group goes with it */
+      /* Something that left the group (setsid) may hold the pipes open for
+       * ever: what it writes within the grace period is kept, then no more. */
+      drained_by = now + opt->kill_grace;
       continue;
     }
-    double now = fp_now();
+    if (exited && now >= drained_by) break;
     if (exited) continue; /* draining what is left in the pipes */
     bool stop = (deadline && now >= deadline) || fp_cancel_requested();
     if (stop && !kill_at) {

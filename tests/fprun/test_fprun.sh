@@ -80,6 +80,12 @@ check "the running job was stopped, not waited for (ms < 5000)" yes "$([ $took -
 "$fprun" -j1 --halt soon,fail=1 sh -c 'echo {}; exit {}' ::: 0 1 0 >"$tmp/soon" 2>/dev/null
 check "--halt soon: no new job after the failure" $'0\n1' "$(cat "$tmp/soon")"
 
+start=$(date +%s%N)
+"$fprun" sh -c 'setsid sleep 5 & echo {}' ::: escaped >/dev/null 2>&1
+took=$((($(date +%s%N) - start) / 1000000))
+check "a process that left the job's group does not hold fprun (ms < 3000)" yes \
+  "$([ $took -lt 3000 ] && echo yes || echo $took)"
+
 # ---- time ----
 "$fprun" --timeout 0.3 sleep ::: 30 >/dev/null 2>&1
 rc=$?
