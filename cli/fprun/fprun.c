@@ -322,11 +322,15 @@ typedef struct job_state {
   int status;
   bool ran, skipped, resumed;
   job_result kept; /* --keep-order: the output, written in input order */
+  char *kept_tag;  /* and its tag, made on the job's slot ({%}) */
 } job_state;
 
 static void job_state_free(void *p) {
   job_state *js = p;
-  if (js) job_result_clear(&js->kept);
+  if (js) {
+    job_result_clear(&js->kept);
+    free(js->kept_tag);
+  }
   job_input_free(p);
 }
 
@@ -344,6 +348,7 @@ static int next_job(void *state, void **out) {
   js->status = 0;
   js->ran = js->skipped = js->resumed = false;
   memset(&js->kept, 0, sizeof js->kept);
+  js->kept_tag = NULL;
   *out = js;
   return 1;
 }
@@ -444,10 +449,8 @@ static void write_in_order(run *r, bool to_the_end) {
     }
     if (t) {
       job_state *js = fp_task_arg(t);
-      char *tag = job_tag(r, &js->in);
-      int wrc = job_write_output(&js->kept, tag);
+      int wrc = job_write_output(&js->kept, js->kept_tag);
       if (wrc) record_output_error(r, wrc);
-      free(tag);
       r->kept[at] = NULL;
       fp_task_release(t);
     }
@@ -516,17 +519,18 @@ static void *job_task(void *arg) {
   }
   js->ran = true;
   js->status = res.status;
+  bool timed_out = res.timed_out; /* res is handed on with -k */
   log_job(r, js, argv, &res);
   if (r->opt.keep_order) {
     js->kept = res; /* written by the consumer, in order */
+    js->kept_tag = tag;
     memset(&res, 0, sizeof res);
     wait_for_turn(r, js->in.seq);
   } else {
     int wrc = job_write_output(&res, tag);
     if (wrc) record_output_error(r, wrc);
+    free(tag);
   }
-  free(tag);
-  bool timed_out = res.timed_out;
   job_result_clear(&res);
   void *result = NULL;
   if (rc) {
@@ -741,7 +745,12 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
   rc = open_joblog(r);
+  if (!rc && !r->opt.dry_run && (rc = watchdog_start(KILL_GRACE_S)) < 0) {
+    fprintf(stderr, "fprun: cannot start the watchdog: %s\n", strerror(-rc));
+    rc = FPRUN_EXIT_OWN_ERROR;
+  }
   if (!rc) rc = run_all(r);
+  watchdog_stop();
   if (r->joblog) fclose(r->joblog);
   free(r->kept);
   free(r->done_before);

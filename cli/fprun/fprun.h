@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 /* Exit statuses (docs/fprun.1): GNU parallel's where it has one. */
 enum {
@@ -86,5 +87,13 @@ void job_result_clear(job_result *res);
 /* Write a job's collected output: whole, under one lock (stdout then
  * stderr). 0, or -errno when stdout cannot be written (a full disk). */
 int job_write_output(const job_result *res, const char *tag);
+
+
+/* ---- the watchdog (watchdog.c): jobs die with fprun, even a killed one ---- */
+/* Fork it; before any thread starts. 0 or -errno (fprun then runs unwatched). */
+int watchdog_start(double grace);
+void watchdog_watch(pid_t pgid);  /* a job's group started */
+void watchdog_forget(pid_t pgid); /* and is gone */
+void watchdog_stop(void);         /* every job is gone: it exits */
 
 #endif

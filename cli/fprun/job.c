@@ -120,6 +120,7 @@ int job_run(char *const *argv, const job_options *opt, job_result *res) {
     res->runtime = fp_now() - t0;
     return 0;
   }
+  watchdog_watch(pid);
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   double deadline = opt->timeout > 0 ? t0 + opt->timeout : 0, kill_at = 0, drained_by = 0;
   bool exited = false;
@@ -154,6 +155,7 @@ int job_run(char *const *argv, const job_options *opt, job_result *res) {
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
   }
+  watchdog_forget(pid);
   if (out[0] >= 0) close(out[0]);
   if (err[0] >= 0) close(err[0]);
   if (pidfd >= 0) close(pidfd);

@@ -138,13 +138,25 @@ limit=$([ -n "${FPRUN_SLOW:-}" ] && echo 3000 || echo 1000)
 check "Ctrl-C: within a second (ms)" yes "$([ $took -lt $limit ] && echo yes || echo $took)"
 check "Ctrl-C: nothing it started is left" 0 "$(pgrep -fc 'trap "" TERM; sleep 30')"
 
-for sig in TERM HUP; do
-  "$fprun" -j1 sleep ::: 30 >/dev/null 2>&1 &
+# Wait up to 5 s for pgrep -f PATTERN to count N processes.
+wait_count() {
+  for _ in $(seq 100); do [ "$(pgrep -fc "$1")" -eq "$2" ] && return 0; sleep 0.05; done
+  return 1
+}
+n=0
+for sig in TERM HUP INT KILL; do # no orphans, whatever stops fprun (KILL: the watchdog)
+  n=$((n + 1))
+  marker="sleep 41.$n"
+  "$fprun" -j2 sh -c "$marker & $marker; :" ::: a b >/dev/null 2>&1 &
   pid=$!
-  for _ in $(seq 100); do pgrep -P $pid >/dev/null && break; sleep 0.05; done
+  wait_count "^$marker\$" 4
   kill -$sig $pid
   wait $pid
-  check "SIG$sig stops the run as Ctrl-C does" 130 $?
+  rc=$?
+  [ $sig = KILL ] || check "SIG$sig stops the run as Ctrl-C does" 130 $rc
+  wait_count "^$marker\$" 0
+  check "SIG$sig: every job and what it started is gone" 0 "$(pgrep -fc "^$marker\$")"
+  pkill -f "^$marker\$"
 done
 
 # ---- output ----
