@@ -6,6 +6,7 @@
 #include "fprun.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -19,6 +20,12 @@
 #define KILL_GRACE_S 0.5
 /* --keep-order: jobs finished ahead of the one whose output is next. */
 #define KEEP_WINDOW 256
+/* --timeout N%: run times from 1 us, 2% apart (the last bucket: days). */
+#define RUNTIME_BUCKETS 1024
+#define RUNTIME_MIN_S 1e-6
+#define RUNTIME_STEP 1.02
+/* --timeout N%: the median is trusted after this many successful jobs. */
+#define RUNTIME_MIN_JOBS 3
 
 static const char usage_text[] =
     "usage: fprun [options] command [args with {} ...] ::: items [::: items ...]\n"
@@ -34,16 +41,18 @@ static const char usage_text[] =
     "      --colsep REGEX    split each input line into columns {1} {2} ...\n"
     "      --halt SPEC       now,fail=N | soon,fail=N | now,success=N | soon,success=N |\n"
     "                        never (N may be a percentage: fail=10%)\n"
-    "      --timeout SECS    stop a job after SECS seconds\n"
+    "      --timeout SECS    stop a job after SECS seconds (N%: of the median job's time)\n"
     "      --retries N       try a failing job up to N times in all\n"
     "      --retry-delay D   wait D seconds before the first retry, doubling after\n"
     "      --delay SECS      start jobs at least SECS apart\n"
     "      --bar, --progress, --eta  show progress (toward --total N for stdin)\n"
     "      --monitor SECS    a monitor line every SECS seconds\n"
+    "      --line-buffer     write each job's output a whole line at a time, as it comes\n"
     "  -u, --ungroup         let jobs write straight to the output (may mix)\n"
     "  -k, --keep-order      write the outputs in input order\n"
     "      --resume          with --joblog: skip the jobs it lists, append to it\n"
     "      --resume-failed   with --joblog: skip the jobs it lists as succeeded\n"
+    "      --retry-failed    with --joblog: run again the commands it lists as failed\n"
     "      --joblog FILE     one line per job, in GNU parallel's columns\n"
     "      --tag             prefix each output line with the job's input\n"
     "      --tagstring STR   prefix each output line with STR ({} and the rest work)\n"
@@ -68,9 +77,11 @@ typedef struct options {
   double halt_count;    /* N, or a percentage */
   bool halt_percent;
   double timeout;
+  bool timeout_percent; /* --timeout N%: of the median run time of successful jobs */
   const char *joblog;
-  bool tag, shell, dry_run, ungroup, keep_order;
+  bool tag, shell, dry_run, ungroup, keep_order, line_buffer;
   bool resume, resume_failed; /* skip what the joblog says ran (succeeded) */
+  bool retry_failed;          /* run again what the joblog says failed */
   int retries;          /* tries in all, at most (GNU parallel's count) */
   double retry_delay;   /* before the first retry; doubles for each later one */
   double delay;         /* between starts */
@@ -205,7 +216,9 @@ static int parse_options(int argc, char **argv, options *o, int *first) {
       v = option_value(argv, argc, &i, "--timeout", &bad);
       char *end;
       o->timeout = v ? strtod(v, &end) : 0;
-      if (!v || *end || !(o->timeout > 0)) return usage_error("--timeout: not a number of seconds: %s", v ? v : "(none)");
+      o->timeout_percent = v && *end == '%' && !end[1];
+      if (!v || (*end && !o->timeout_percent) || !(o->timeout > 0) || o->timeout > 1e9)
+        return usage_error("--timeout: not a number of seconds or a percentage: %s", v ? v : "(none)");
     } else if (is_long(a, "--joblog")) {
       if (!(o->joblog = option_value(argv, argc, &i, "--joblog", &bad))) return usage_error("%s needs a file", a);
     } else if ((name = numeric_option(a)) != NULL) {
@@ -225,10 +238,14 @@ static int parse_options(int argc, char **argv, options *o, int *first) {
       o->resume = true;
     } else if (!strcmp(a, "--resume-failed")) {
       o->resume_failed = true;
+    } else if (!strcmp(a, "--retry-failed")) {
+      o->retry_failed = true;
     } else if (!strcmp(a, "-k") || !strcmp(a, "--keep-order")) {
       o->keep_order = true;
     } else if (!strcmp(a, "-u") || !strcmp(a, "--ungroup")) {
       o->ungroup = true;
+    } else if (!strcmp(a, "--line-buffer") || !strcmp(a, "--lb")) {
+      o->line_buffer = true;
     } else if (!strcmp(a, "--tag")) {
       o->tag = true;
     } else if (!strcmp(a, "--shell")) {
@@ -239,8 +256,9 @@ static int parse_options(int argc, char **argv, options *o, int *first) {
       return usage_error("unknown option %s", a);
     }
   }
-  if ((o->resume || o->resume_failed) && !o->joblog)
-    return usage_error("%s needs --joblog", o->resume ? "--resume" : "--resume-failed");
+  if ((o->resume || o->resume_failed || o->retry_failed) && !o->joblog)
+    return usage_error("%s needs --joblog", o->resume ? "--resume"
+                                            : o->resume_failed ? "--resume-failed" : "--retry-failed");
   *first = i;
   return 0;
 }
@@ -267,7 +285,11 @@ typedef struct run {
   uint64_t next_print; /* (mu) */
   pthread_cond_t order_cv;
   int output_error; /* -errno: stdout could not be written */
-  uint64_t succeeded, failed, timed_out, skipped, retried;
+  uint64_t succeeded, failed, timed_out, killed, skipped, retried;
+  double started; /* fp_now() at the start, for the summary's wall time */
+  /* --timeout N%: successful jobs' run times, log-bucketed (mu) */
+  uint64_t runtimes[RUNTIME_BUCKETS], n_runtimes;
+  double median_runtime;
 } run;
 
 static run the_run;
@@ -275,45 +297,99 @@ static _Thread_local unsigned my_slot; /* {%}: 1 .. -j, one per pool thread */
 
 /* ---- the joblog ---- */
 
-static int compare_seq(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
+
+/* What a joblog says: the seqs it has (--resume), those that succeeded
+ * (--resume-failed), and for --retry-failed each seq's last outcome. */
+typedef struct logged {
+  uint64_t seq, order; /* order: its place in the file */
+  char *command;       /* --retry-failed: the command of a failure */
+} logged;
+
+typedef struct joblog_scan {
+  run *r;
+  logged *entries;
+  size_t n, cap;
+} joblog_scan;
+
+static int scan_entry(const joblog_entry *e, void *userdata) {
+  joblog_scan *scan = userdata;
+  const options *o = &scan->r->opt;
+  bool failed = e->exitval || e->signal;
+  if (o->resume_failed && failed) return 0;
+  if (scan->n == scan->cap) {
+    size_t cap = scan->cap ? 2 * scan->cap : 256;
+    logged *grown = realloc(scan->entries, cap * sizeof *grown);
+    if (!grown) return FP_ENOMEM;
+    scan->entries = grown;
+    scan->cap = cap;
+  }
+  logged *l = &scan->entries[scan->n];
+  *l = (logged){e->seq, scan->n, NULL};
+  if (o->retry_failed && failed && !(l->command = strdup(e->command))) return FP_ENOMEM;
+  scan->n++;
+  return 0;
 }
 
-/* --resume, --resume-failed: the seqs the joblog has (succeeded). */
-static int read_joblog(run *r) {
-  FILE *fp = fopen(r->opt.joblog, "r");
-  if (!fp) return 0; /* nothing ran yet */
-  char *line = NULL;
-  size_t room = 0, cap = 0;
-  int rc = 0;
-  while (getline(&line, &room, fp) > 0) {
-    unsigned long long seq;
-    int exitval = 0, sig = 0;
-    if (sscanf(line, "%llu\t%*s\t%*s\t%*s\t%*s\t%*s\t%d\t%d", &seq, &exitval, &sig) != 3)
-      continue; /* the header */
-    if (r->opt.resume_failed && (exitval || sig)) continue;
-    if (r->n_done_before == cap) {
-      cap = cap ? 2 * cap : 256;
-      uint64_t *grown = realloc(r->done_before, cap * sizeof *grown);
-      if (!grown) {
-        rc = FPRUN_EXIT_OWN_ERROR;
-        break;
-      }
-      r->done_before = grown;
+static int compare_logged(const void *a, const void *b) {
+  const logged *x = a, *y = b;
+  if (x->seq != y->seq) return x->seq < y->seq ? -1 : 1;
+  return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* --retry-failed: the input is the failures the joblog ends with, their
+ * commands run by the shell under their own seqs. */
+static int retry_input(run *r, logged *l, size_t n) {
+  char **commands = malloc((n ? n : 1) * sizeof *commands);
+  uint64_t *seqs = malloc((n ? n : 1) * sizeof *seqs);
+  size_t k = 0;
+  if (commands && seqs)
+    for (size_t i = 0; i < n; i++) {
+      bool last = i + 1 == n || l[i + 1].seq != l[i].seq; /* its latest outcome */
+      if (!last || !l[i].command) continue;
+      seqs[k] = l[i].seq;
+      commands[k++] = l[i].command;
+      l[i].command = NULL;
     }
-    r->done_before[r->n_done_before++] = seq;
+  if (!commands || !seqs) {
+    free(commands);
+    free(seqs);
+    return FP_ENOMEM;
   }
-  free(line);
-  fclose(fp);
-  if (rc) fprintf(stderr, "fprun: out of memory reading the joblog\n");
-  qsort(r->done_before, r->n_done_before, sizeof *r->done_before, compare_seq);
-  return rc;
+  input_free(r->in);
+  return (r->in = input_from_commands(commands, seqs, k)) ? 0 : FP_ENOMEM;
+}
+
+static int read_joblog(run *r) {
+  joblog_scan scan = {.r = r};
+  int rc = joblog_read(r->opt.joblog, scan_entry, &scan);
+  if (!rc) qsort(scan.entries, scan.n, sizeof *scan.entries, compare_logged);
+  if (!rc && r->opt.retry_failed) {
+    rc = retry_input(r, scan.entries, scan.n);
+  } else if (!rc && (r->done_before = malloc((scan.n ? scan.n : 1) * sizeof *r->done_before))) {
+    for (size_t i = 0; i < scan.n; i++) r->done_before[i] = scan.entries[i].seq;
+    r->n_done_before = scan.n;
+  } else if (!rc) {
+    rc = FP_ENOMEM;
+  }
+  for (size_t i = 0; i < scan.n; i++) free(scan.entries[i].command);
+  free(scan.entries);
+  if (rc) {
+    fprintf(stderr, "fprun: cannot read the joblog %s: %s\n", r->opt.joblog,
+            rc == FP_ENOMEM ? "out of memory" : strerror(-rc));
+    return FPRUN_EXIT_OWN_ERROR;
+  }
+  return 0;
 }
 
 static bool done_before(const run *r, uint64_t seq) {
-  return r->n_done_before &&
-         bsearch(&seq, r->done_before, r->n_done_before, sizeof seq, compare_seq) != NULL;
+  if (!r->n_done_before) return false;
+  size_t lo = 0, hi = r->n_done_before; /* sorted, maybe with repeats */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (r->done_before[mid] < seq) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < r->n_done_before && r->done_before[lo] == seq;
 }
 
 /* A job's outcome, kept in its input for the consumer. */
@@ -358,7 +434,7 @@ static void log_job(run *r, const job_state *js, char *const *argv, const job_re
   char *line = argv_line(argv);
   pthread_mutex_lock(&r->mu);
   fprintf(r->joblog, "%llu\t:\t%.3f\t%.3f\t0\t%zu\t%d\t%d\t%s\n",
-          (unsigned long long)js->in.seq, res->started, res->runtime, res->out_len, res->status,
+          (unsigned long long)js->in.seq, res->started, res->runtime, res->received, res->status,
           res->signal, line ? line : "");
   fflush(r->joblog);
   pthread_mutex_unlock(&r->mu);
@@ -390,6 +466,33 @@ static char *tag_of(const job_input *in) {
     strcat(tag, in->cols[i]);
   }
   return tag;
+}
+
+/* ---- --timeout N% ---- */
+
+/* A successful job's run time, for the median. */
+static void record_runtime(run *r, double seconds) {
+  double b = seconds > RUNTIME_MIN_S ? log(seconds / RUNTIME_MIN_S) / log(RUNTIME_STEP) : 0;
+  size_t bucket = b < RUNTIME_BUCKETS - 1 ? (size_t)b : RUNTIME_BUCKETS - 1;
+  pthread_mutex_lock(&r->mu);
+  r->runtimes[bucket]++;
+  r->n_runtimes++;
+  uint64_t seen = 0;
+  for (size_t i = 0; i < RUNTIME_BUCKETS; i++)
+    if ((seen += r->runtimes[i]) * 2 >= r->n_runtimes) {
+      r->median_runtime = RUNTIME_MIN_S * pow(RUNTIME_STEP, (double)i + 0.5);
+      break;
+    }
+  pthread_mutex_unlock(&r->mu);
+}
+
+/* The timeout of a running job: N% of the median, none until it is known. */
+static double timeout_of_median(void) {
+  run *r = &the_run;
+  pthread_mutex_lock(&r->mu);
+  double t = r->n_runtimes >= RUNTIME_MIN_JOBS ? r->median_runtime * r->opt.timeout / 100 : 0;
+  pthread_mutex_unlock(&r->mu);
+  return t;
 }
 
 /* Sleep `seconds`, in slices, unless the run stops; false if it did. */
@@ -461,6 +564,22 @@ static void write_in_order(run *r, bool to_the_end) {
   }
 }
 
+/* --dry-run: the job's output is its command, as the shell would get it. */
+static int show_command(char *const *argv, job_result *res) {
+  memset(res, 0, sizeof *res);
+  char *line = argv_line(argv);
+  size_t len = line ? strlen(line) : 0;
+  char *shown = line ? realloc(line, len + 2) : NULL;
+  if (!shown) {
+    free(line);
+    return FP_ENOMEM;
+  }
+  memcpy(shown + len, "\n", 2);
+  res->out = shown;
+  res->out_len = len + 1;
+  return 0;
+}
+
 /* The task: one job. A failed job fails its task with the job's status in
  * the message; the status itself stays in the job's state. */
 static void *job_task(void *arg) {
@@ -477,31 +596,17 @@ static void *job_task(void *arg) {
   }
   char **argv = template_expand(r->tmpl, &js->in, my_slot);
   if (!argv) return fp_raise(FP_ENOMEM, "job %llu: out of memory", (unsigned long long)js->in.seq);
-  if (r->opt.dry_run) { /* the command, as the shell or exec would get it */
-    bool shell = !strcmp(argv[0], "/bin/sh") && argv[1] && !strcmp(argv[1], "-c");
-    char *line = shell ? strdup(argv[2]) : argv_line(argv);
-    argv_free(argv);
-    size_t len = line ? strlen(line) : 0;
-    char *shown_line = line ? realloc(line, len + 2) : NULL; /* the newline in the same write */
-    if (!shown_line) {
-      free(line);
-      return fp_raise(FP_ENOMEM, "out of memory");
-    }
-    shown_line[len] = '\n';
-    shown_line[len + 1] = 0;
-    job_result shown = {.out = shown_line, .out_len = len + 1};
-    int wrc = job_write_output(&shown, NULL);
-    free(shown_line);
-    js->ran = true;
-    if (wrc) record_output_error(r, wrc);
-    return NULL;
-  }
-  job_options jo = {r->opt.timeout, KILL_GRACE_S, !r->opt.ungroup, NULL};
-  char *tag = job_tag(r, &js->in);
+  char *tag = r->opt.dry_run ? NULL : job_tag(r, &js->in);
+  job_options jo = {.timeout = r->opt.timeout_percent ? 0 : r->opt.timeout,
+                    .kill_grace = KILL_GRACE_S,
+                    .group = !r->opt.ungroup,
+                    .line_buffer = r->opt.line_buffer && !r->opt.keep_order,
+                    .tag = tag,
+                    .timeout_now = r->opt.timeout_percent ? timeout_of_median : NULL};
   job_result res;
-  int rc = 0;
+  int rc = r->opt.dry_run ? show_command(argv, &res) : 0;
   double retry_delay = r->opt.retry_delay;
-  for (int tries = 1;; tries++) {
+  for (int tries = 1; !r->opt.dry_run; tries++) {
     if (!wait_turn(r)) { /* stopped while waiting for its turn */
       js->skipped = true;
       argv_free(argv);
@@ -519,13 +624,15 @@ static void *job_task(void *arg) {
   }
   js->ran = true;
   js->status = res.status;
-  bool timed_out = res.timed_out; /* res is handed on with -k */
-  log_job(r, js, argv, &res);
+  if (res.write_error) record_output_error(r, res.write_error);
+  if (!rc && !res.status) record_runtime(r, res.runtime);
+  bool timed_out = res.timed_out, killed = res.signal && !timed_out; /* res goes on with -k */
+  if (!r->opt.dry_run) log_job(r, js, argv, &res);
   if (r->opt.keep_order) {
     js->kept = res; /* written by the consumer, in order */
     js->kept_tag = tag;
     memset(&res, 0, sizeof res);
-    wait_for_turn(r, js->in.seq);
+    wait_for_turn(r, js->in.index);
   } else {
     int wrc = job_write_output(&res, tag);
     if (wrc) record_output_error(r, wrc);
@@ -544,9 +651,10 @@ static void *job_task(void *arg) {
     free(line);
   }
   argv_free(argv);
-  if (timed_out) {
+  if (timed_out || killed) {
     pthread_mutex_lock(&r->mu);
-    r->timed_out++;
+    r->timed_out += timed_out;
+    r->killed += killed;
     pthread_mutex_unlock(&r->mu);
   }
   return result;
@@ -587,7 +695,7 @@ static bool account(run *r, const job_state *js, int *exit_status) {
 
 static int open_joblog(run *r) {
   if (!r->opt.joblog) return 0;
-  bool resuming = r->opt.resume || r->opt.resume_failed;
+  bool resuming = r->opt.resume || r->opt.resume_failed || r->opt.retry_failed;
   int rc = resuming ? read_joblog(r) : 0;
   if (rc) return rc;
   if (!(r->joblog = fopen(r->opt.joblog, resuming ? "a" : "w"))) {
@@ -602,6 +710,7 @@ static int open_joblog(run *r) {
 
 /* Run every job; the exit status. */
 static int run_all(run *r) {
+  r->started = fp_now();
   fp_thread_pool_options popt;
   fp_thread_pool_options_init(&popt);
   popt.max_workers = r->opt.slots;
@@ -651,7 +760,7 @@ static int run_all(run *r) {
     }
     bool stop = account(r, js, &exit_status) || rc; /* rc: the fail-fast stop */
     if (r->opt.keep_order && js->ran) {
-      r->kept[(size_t)(js->in.seq % KEEP_WINDOW)] = t; /* released once written */
+      r->kept[(size_t)(js->in.index % KEEP_WINDOW)] = t; /* released once written */
       write_in_order(r, false);
     } else {
       fp_task_release(t);
@@ -664,10 +773,14 @@ static int run_all(run *r) {
   if (r->opt.halt == HALT_NEVER && r->failed)
     exit_status = r->failed < FPRUN_EXIT_FAILED_CAP ? (int)r->failed : FPRUN_EXIT_FAILED_CAP;
   if (r->opt.halt_on_success) exit_status = 0;
-  if (r->failed || interrupted || r->skipped)
-    fprintf(stderr, "fprun: %llu succeeded, %llu failed (%llu timed out), %llu retried%s\n",
+  /* The summary, when something went wrong or progress was asked for. */
+  if (r->failed || interrupted || r->skipped || r->opt.progress || r->opt.monitor > 0)
+    fprintf(stderr,
+            "fprun: %llu succeeded, %llu failed (%llu timed out, %llu killed by a signal), "
+            "%llu retried, %.3f s%s\n",
             (unsigned long long)r->succeeded, (unsigned long long)r->failed,
-            (unsigned long long)r->timed_out, (unsigned long long)r->retried,
+            (unsigned long long)r->timed_out, (unsigned long long)r->killed,
+            (unsigned long long)r->retried, fp_now() - r->started,
             interrupted ? ", interrupted" : "");
   if (r->output_error) {
     fprintf(stderr, "fprun: cannot write the output: %s\n", strerror(-r->output_error));
@@ -705,7 +818,9 @@ int main(int argc, char **argv) {
   size_t nwords = (size_t)(sources - first);
   if (nwords && !argv[first][0]) return usage_error("%sthe command is empty", "");
   char err[256];
-  r->tmpl = template_parse(argv + first, nwords, r->opt.shell, err, sizeof err);
+  /* --retry-failed runs the joblog's commands: the command line's are ignored */
+  r->tmpl = template_parse(argv + first, r->opt.retry_failed ? 0 : nwords, r->opt.shell, err,
+                           sizeof err);
   if (!r->tmpl) return usage_error("%s", err);
   if (r->opt.tagstring) {
     char *words[1] = {(char *)r->opt.tagstring};

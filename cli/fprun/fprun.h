@@ -24,7 +24,8 @@ enum {
 typedef struct job_input {
   char **cols;
   size_t ncols;
-  uint64_t seq; /* 1, 2, ... in input order */
+  uint64_t seq;   /* the job number ({#}, the joblog's Seq) */
+  uint64_t index; /* 1, 2, ... in input order (-k): seq, but for --retry-failed */
 } job_input;
 void job_input_free(void *input); /* an fp_free_fn */
 
@@ -42,7 +43,8 @@ void argv_free(char **argv);
 /* The words expanded into one string, nothing appended, nothing quoted
  * (--tagstring). NULL on ENOMEM. */
 char *template_expand_string(const template *t, const job_input *in, unsigned slot);
-/* The command as a joblog or --dry-run line: words joined by spaces. */
+/* The command as a shell line (the joblog, --dry-run): a shell job's
+ * script, or the words, each quoted where the shell needs it. */
 char *argv_line(char *const *argv);
 
 /* ---- inputs (input.c) ---- */
@@ -54,6 +56,9 @@ typedef struct input input;
  * splits each line into columns. */
 input *input_from_args(char **args, size_t nargs, const char *file, char sep, size_t per_job,
                        const regex_t *colsep, char *err, size_t errlen);
+/* Commands (run by the shell) with their job numbers, as --retry-failed
+ * reads them from a joblog; takes both arrays. */
+input *input_from_commands(char **commands, uint64_t *seqs, size_t n);
 /* The next job's input (fp_iter_fn): 1, 0 at the end, or a negative code. */
 int input_next(void *in, void **out);
 void input_free(input *in);
@@ -66,7 +71,9 @@ typedef struct job_options {
   double timeout;        /* seconds, 0: none */
   double kill_grace;     /* between SIGTERM and SIGKILL */
   bool group;            /* collect output, write it whole when the job ends */
-  const char *tag;       /* prefix each output line with it (--tag), or NULL */
+  bool line_buffer;      /* with group: write whole lines as they come */
+  const char *tag;       /* with line_buffer: prefix each line with it, or NULL */
+  double (*timeout_now)(void); /* the timeout, asked while it runs (--timeout N%) */
 } job_options;
 
 typedef struct job_result {
@@ -76,6 +83,8 @@ typedef struct job_result {
   double started, runtime; /* wall clock seconds (epoch), seconds */
   char *out, *err;       /* collected output (group) */
   size_t out_len, err_len;
+  size_t received;       /* bytes of stdout in all */
+  int write_error;       /* line_buffer: -errno when stdout could not be written */
 } job_result;
 
 /* Spawn argv in a process group of its own, collect its output, wait for
@@ -88,6 +97,18 @@ void job_result_clear(job_result *res);
  * stderr). 0, or -errno when stdout cannot be written (a full disk). */
 int job_write_output(const job_result *res, const char *tag);
 
+
+/* ---- the joblog (joblog.c) ---- */
+typedef struct joblog_entry {
+  uint64_t seq;
+  int exitval, signal;
+  const char *command; /* the shell line, valid during the call */
+} joblog_entry;
+/* Call each for every record of the joblog at path, in file order,
+ * until it returns non-zero. 0 (also when there is no such file), what
+ * each returned, or a negative code. */
+int joblog_read(const char *path, int (*each)(const joblog_entry *e, void *userdata),
+                void *userdata);
 
 /* ---- the watchdog (watchdog.c): jobs die with fprun, even a killed one ---- */
 /* Fork it; before any thread starts. 0 or -errno (fprun then runs unwatched). */

@@ -29,6 +29,7 @@ struct input {
   size_t line_room;
   const regex_t *colsep; /* --colsep: split each line into columns */
   uint64_t seq;
+  uint64_t *seqs; /* the job numbers of the one group's items, or NULL */
 };
 
 void job_input_free(void *p) {
@@ -125,8 +126,31 @@ input *input_from_args(char **args, size_t nargs, const char *file, char sep, si
   return in;
 }
 
+input *input_from_commands(char **commands, uint64_t *seqs, size_t n) {
+  input *in = calloc(1, sizeof *in);
+  group *g = calloc(1, sizeof *g);
+  size_t *pos = calloc(1, sizeof *pos);
+  if (!in || !g || !pos) {
+    free(in);
+    free(g);
+    free(pos);
+    for (size_t i = 0; i < n; i++) free(commands[i]);
+    free(commands);
+    free(seqs);
+    return NULL;
+  }
+  *g = (group){.items = commands, .n = n, .room = n};
+  in->groups = g;
+  in->ngroups = 1;
+  in->pos = pos;
+  in->seqs = seqs;
+  in->per_job = 1;
+  return in;
+}
+
 void input_free(input *in) {
   if (!in) return;
+  free(in->seqs);
   for (size_t i = 0; i < in->ngroups; i++) {
     for (size_t j = 0; j < in->groups[i].n; j++) free(in->groups[i].items[j]);
     free(in->groups[i].items);
@@ -237,7 +261,8 @@ int input_next(void *p, void **out) {
     job_input_free(job);
     return rc;
   }
-  job->seq = ++in->seq;
+  job->index = ++in->seq;
+  job->seq = in->seqs ? in->seqs[in->pos[0]] : job->index;
   *out = job;
   return 1;
 }

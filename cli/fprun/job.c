@@ -43,13 +43,16 @@ static int append(char **buf, size_t *len, const char *data, size_t n) {
   return 0;
 }
 
-/* Read what fd has now into (buf, len); -1 at EOF (fd closed), else 0. */
-static int drain(int *fd, char **buf, size_t *len) {
+/* Read what fd has now into (buf, len), counting it in *total (if not
+ * NULL); -1 at EOF
+ * (fd closed), else 0. */
+static int drain(int *fd, char **buf, size_t *len, size_t *total) {
   char chunk[65536];
   for (;;) {
     ssize_t n = read(*fd, chunk, sizeof chunk);
     if (n > 0) {
       if (append(buf, len, chunk, (size_t)n)) return FP_ENOMEM;
+      if (total) *total += (size_t)n;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -82,6 +85,44 @@ static int spawn(char *const *argv, int out_fd, int err_fd, pid_t *pid) {
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   return rc;
+}
+
+static pthread_mutex_t output_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int write_tagged(FILE *to, const char *data, size_t len, const char *tag) {
+  if (!tag) return fwrite(data, 1, len, to) == len ? 0 : -1;
+  size_t start = 0;
+  for (size_t i = 0; i < len; i++)
+    if (data[i] == '\n' || i + 1 == len) {
+      if (fprintf(to, "%s\t", tag) < 0 || fwrite(data + start, 1, i + 1 - start, to) != i + 1 - start)
+        return -1;
+      start = i + 1;
+    }
+  return 0;
+}
+
+/* --line-buffer: write the whole lines collected so far (all: and what
+ * is left), under the output lock, and keep the rest. */
+static void write_lines(job_result *res, const char *tag, bool all) {
+  struct stream {
+    char **buf;
+    size_t *len;
+    FILE *to;
+  } streams[2] = {{&res->out, &res->out_len, stdout}, {&res->err, &res->err_len, stderr}};
+  for (int k = 0; k < 2; k++) {
+    struct stream *st = &streams[k];
+    size_t whole = *st->len;
+    if (!all)
+      while (whole && (*st->buf)[whole - 1] != '\n') whole--;
+    if (!whole) continue;
+    pthread_mutex_lock(&output_mu);
+    if ((write_tagged(st->to, *st->buf, whole, tag) || fflush(st->to)) && st->to == stdout &&
+        !res->write_error)
+      res->write_error = errno ? -errno : -EIO;
+    pthread_mutex_unlock(&output_mu);
+    memmove(*st->buf, *st->buf + whole, *st->len - whole);
+    *st->len -= whole;
+  }
 }
 
 int job_run(char *const *argv, const job_options *opt, job_result *res) {
@@ -128,8 +169,9 @@ int job_run(char *const *argv, const job_options *opt, job_result *res) {
   while (!exited || out[0] >= 0 || err[0] >= 0) {
     struct pollfd p[3] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {exited ? -1 : pidfd, POLLIN, 0}};
     poll(p, 3, 20); /* a look at the clock and at a stop request, 50 times a second */
-    if (out[0] >= 0 && drain(&out[0], &res->out, &res->out_len) == FP_ENOMEM) break;
-    if (err[0] >= 0 && drain(&err[0], &res->err, &res->err_len) == FP_ENOMEM) break;
+    if (out[0] >= 0 && drain(&out[0], &res->out, &res->out_len, &res->received) == FP_ENOMEM) break;
+    if (err[0] >= 0 && drain(&err[0], &res->err, &res->err_len, NULL) == FP_ENOMEM) break;
+    if (opt->line_buffer) write_lines(res, opt->tag, false);
     double now = fp_now();
     if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
       exited = true;
@@ -141,6 +183,10 @@ int job_run(char *const *argv, const job_options *opt, job_result *res) {
     }
     if (exited && now >= drained_by) break;
     if (exited) continue; /* draining what is left in the pipes */
+    if (opt->timeout_now) { /* a timeout that moves with the jobs' median */
+      double timeout = opt->timeout_now();
+      deadline = timeout > 0 ? t0 + timeout : 0;
+    }
     bool stop = (deadline && now >= deadline) || fp_cancel_requested();
     if (stop && !kill_at) {
       res->timed_out = deadline && now >= deadline;
@@ -159,6 +205,7 @@ int job_run(char *const *argv, const job_options *opt, job_result *res) {
   if (out[0] >= 0) close(out[0]);
   if (err[0] >= 0) close(err[0]);
   if (pidfd >= 0) close(pidfd);
+  if (opt->line_buffer) write_lines(res, opt->tag, true); /* a last line without its newline */
   res->runtime = fp_now() - t0;
   if (WIFSIGNALED(status)) {
     res->signal = WTERMSIG(status);
@@ -167,20 +214,6 @@ int job_run(char *const *argv, const job_options *opt, job_result *res) {
     res->status = WEXITSTATUS(status);
   }
   return exited ? 0 : FP_ENOMEM;
-}
-
-static pthread_mutex_t output_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static int write_tagged(FILE *to, const char *data, size_t len, const char *tag) {
-  if (!tag) return fwrite(data, 1, len, to) == len ? 0 : -1;
-  size_t start = 0;
-  for (size_t i = 0; i < len; i++)
-    if (data[i] == '\n' || i + 1 == len) {
-      if (fprintf(to, "%s\t", tag) < 0 || fwrite(data + start, 1, i + 1 - start, to) != i + 1 - start)
-        return -1;
-      start = i + 1;
-    }
-  return 0;
 }
 
 int job_write_output(const job_result *res, const char *tag) {

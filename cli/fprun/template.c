@@ -1,9 +1,11 @@
 /* template.c - fprun's command template: GNU parallel's replacement
  * strings ({} {.} {/} {//} {/.} {#} {%} {N} {N.} {N/} {N//} {N/.}),
  * expanded into an argv with no shell (an item is always one argument,
- * never code), or into a shell script with every value quoted. */
+ * never code), or into a shell script with every value quoted (also in
+ * the script word of `sh -c SCRIPT`). */
 #define _POSIX_C_SOURCE 200809L
 #include "fprun.h"
+
 
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@ typedef struct segment {
 typedef struct word {
   segment *segs;
   size_t nsegs;
+  bool script; /* the script of `sh -c`: its values are quoted */
 } word;
 
 struct template {
@@ -29,6 +32,22 @@ struct template {
   bool append;     /* no replacement string: the items follow the words */
   bool items_are_commands; /* no command at all */
 };
+
+/* Is words[i] the script a shell runs (sh -c SCRIPT, bash -ec SCRIPT)?
+ * Values put into it are quoted, so that an item is never code there
+ * either. */
+static bool is_shell_script(char **words, size_t i) {
+  if (i < 2) return false;
+  const char *prog = strrchr(words[0], '/') ? strrchr(words[0], '/') + 1 : words[0];
+  size_t len = strlen(prog);
+  if (len < 2 || strcmp(prog + len - 2, "sh")) return false; /* sh, bash, dash, zsh, ksh */
+  const char *opt = words[i - 1];
+  size_t n = strlen(opt);
+  if (opt[0] != '-' || n < 2 || opt[n - 1] != 'c') return false;
+  for (size_t k = 1; k < n; k++)
+    if (!((opt[k] >= 'a' && opt[k] <= 'z') || (opt[k] >= 'A' && opt[k] <= 'Z'))) return false;
+  return true;
+}
 
 /* Characters that make a single command string a shell script. */
 static bool needs_shell(const char *s) { return strpbrk(s, " \t\n|&;<>()$`\\\"'*?[~") != NULL; }
@@ -113,6 +132,8 @@ template *template_parse(char **words, size_t nwords, bool shell, char *err, siz
     if (!parse_word(&t->words[i], words[i], &any_field, err, errlen)) {
       template_free(t);
       return NULL;
+    } else {
+      t->words[i].script = is_shell_script(words, i);
     }
   t->append = !any_field && nwords;
   return t;
@@ -155,12 +176,24 @@ static void put(buf *b, const char *s, size_t n) {
 }
 static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
 
-/* s, single-quoted for the shell: 'it'\''s'. */
+/* s as one shell word, as GNU parallel writes it: bare when it is only
+ * letters, digits and _+./-, else single-quoted, a quote as '"'"'. */
+static bool shell_safe(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c && strchr("_+./-", c));
+}
+
 static void put_quoted(buf *b, const char *s, size_t n) {
+  bool bare = n > 0;
+  for (size_t i = 0; i < n && bare; i++) bare = shell_safe(s[i]);
+  if (bare) {
+    put(b, s, n);
+    return;
+  }
   put(b, "'", 1);
   for (size_t i = 0; i < n; i++)
     if (s[i] == '\'')
-      put(b, "'\\''", 4);
+      put(b, "'\"'\"'", 5);
     else
       put(b, s + i, 1);
   put(b, "'", 1);
@@ -285,7 +318,7 @@ char **template_expand(const template *t, const job_input *in, unsigned slot) {
   }
   for (size_t i = 0; i < t->nwords; i++) {
     buf b = {0};
-    put_word(&b, &t->words[i], in, slot, false);
+    put_word(&b, &t->words[i], in, slot, t->words[i].script);
     if (!(argv[i] = take(&b))) {
       argv_free(argv);
       return NULL;
@@ -306,10 +339,12 @@ char *template_expand_string(const template *t, const job_input *in, unsigned sl
 }
 
 char *argv_line(char *const *argv) {
+  if (argv[0] && !strcmp(argv[0], "/bin/sh") && argv[1] && !strcmp(argv[1], "-c") && argv[2])
+    return strdup(argv[2]); /* a shell job: its script */
   buf b = {0};
   for (size_t i = 0; argv[i]; i++) {
     if (i) put(&b, " ", 1);
-    puts_(&b, argv[i]);
+    put_quoted(&b, argv[i], strlen(argv[i]));
   }
   if (b.failed) {
     free(b.s);

@@ -46,6 +46,9 @@ check "--colsep that is no regular expression: 2" 2 $?
 out=$("$fprun" -j1 printf '[%s]\n' ::: 'a b' "it's" '$HOME' '-n' ';touch pwned' '*')
 check "hostile items stay single arguments" $'[a b]\n[it\'s]\n[$HOME]\n[-n]\n[;touch pwned]\n[*]' "$out"
 check "nothing was executed from an item" "no" "$([ -e pwned ] && echo yes || echo no)"
+check "an item in the script of sh -c is quoted there too" $'[a;touch pwned]\n[$(touch pwned)]' \
+  "$("$fprun" -j1 -k bash -ec 'echo [{}]' ::: 'a;touch pwned' '$(touch pwned)')"
+check "nothing was executed from an item in a script" "no" "$([ -e pwned ] && echo yes || echo no)"
 check "an item with a newline is one item" $'[new\nline]' "$("$fprun" printf '[%s]\n' ::: $'new\nline')"
 check "non-UTF-8 bytes pass through" "$(printf '[\377\376x]' | od -An -tx1)" \
   "$("$fprun" printf '[%s]' ::: $'\xff\xfex' | od -An -tx1)"
@@ -110,7 +113,7 @@ check "--ungroup: output goes straight out" "x" "$("$fprun" -u echo ::: x)"
 "$fprun" -j1 --joblog "$tmp/log" sh -c 'exit {}' ::: 0 >/dev/null 2>&1
 check "joblog header" $'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand' \
   "$(head -1 "$tmp/log")"
-check "joblog line: seq, exit value, command" $'1\t0\tsh -c exit 0' "$(tail -1 "$tmp/log" | cut -f1,7,9)"
+check "joblog line: seq, exit value, command (quoted as GNU parallel does)" $'1\t0\tsh -c \'exit 0\'' "$(tail -1 "$tmp/log" | cut -f1,7,9)"
 
 rm -f "$tmp/r.log"
 "$fprun" -j1 --halt never --joblog "$tmp/r.log" sh -c 'exit $(({} % 2))' ::: 1 2 3 4 >/dev/null 2>&1
@@ -167,6 +170,88 @@ check "-k: 3000 jobs, a slow first one, in order" "$(seq 3000 | md5sum)" \
 check "a full disk is an error, not silent loss" 255 $?
 big=$("$fprun" -j2 head -c {} /dev/zero ::: 1048576 1048576 | wc -c)
 check "MiB-sized outputs arrive whole" 2097152 "$big"
+
+check "--line-buffer: whole lines, as they come" $'a1\nb1\na2' \
+  "$("$fprun" --line-buffer -j2 ::: 'echo a1; sleep 0.8; echo a2' 'sleep 0.4; echo b1')"
+check "--line-buffer --tag: each line tagged, the last one too" $'x\ta\nx\tb' \
+  "$("$fprun" --lb --tag sh -c 'printf "a\nb"' ::: x)"
+"$fprun" --line-buffer echo x ::: 1 >/dev/full 2>/dev/null
+check "--line-buffer to a full disk is an error" 255 $?
+check "-k: {%} in --tagstring is the job's slot" $'1\ta\n1\tb' "$("$fprun" -j1 -k --tagstring '{%}' echo ::: a b)"
+check "-k: a timed-out job is counted" 1 \
+  "$("$fprun" -k --timeout 0.2 sleep ::: 5 2>&1 >/dev/null | grep -c '(1 timed out')"
+check "the summary names what was killed by a signal" 1 \
+  "$("$fprun" sh -c 'kill -9 $$' ::: 1 2>&1 | grep -c '1 failed (0 timed out, 1 killed by a signal)')"
+
+# ---- --timeout N%: of the median successful job ----
+"$fprun" --halt never -j1 --timeout 300% sh -c 'sleep {}' ::: 0.1 0.1 0.1 0.1 3 0.1 >/dev/null 2>"$tmp/pct"
+check "--timeout 300%: the job 30x the median is stopped" 1 $?
+check "--timeout 300%: it is counted as timed out" 1 "$(grep -c '(1 timed out' "$tmp/pct")"
+"$fprun" --halt never -j1 --timeout 300% sh -c 'sleep {}' ::: 1 0.1 0.1 >/dev/null 2>&1
+check "--timeout N%: none until the median is known" 0 $?
+"$fprun" --timeout 5x true ::: 1 >/dev/null 2>&1
+check "--timeout 5x: 2" 2 $?
+
+# ---- --retry-failed: the joblog's failed commands, again ----
+rm -f "$tmp/rf.log" "$tmp"/mark*
+cmd='[ -e "$0.{#}" ] || { touch "$0.{#}"; exit 1; }; echo ok {}'
+"$fprun" -j1 --halt never --joblog "$tmp/rf.log" sh -c "$cmd" "$tmp/mark" ::: 'a b' $'new\nline' "it's" >/dev/null 2>&1
+check "--retry-failed: the first run failed every job" 3 $?
+check "--retry-failed runs the joblog's failed commands, whatever the command line says" \
+  $'ok a b\nok new\nline\nok it\'s' "$("$fprun" -j1 -k --retry-failed --joblog "$tmp/rf.log" false ::: x 2>&1)"
+check "--retry-failed: the retried jobs keep their seqs" $'1\n2\n3' \
+  "$(grep -c . "$tmp/rf.log" >/dev/null; awk -F'\t' '$1 ~ /^[0-9]+$/ && $7 == 0 { print $1 }' "$tmp/rf.log" | sort)"
+check "--retry-failed: nothing is left to retry" "" "$("$fprun" --retry-failed --joblog "$tmp/rf.log" 2>&1)"
+"$fprun" --retry-failed true >/dev/null 2>&1
+check "--retry-failed without --joblog: 2" 2 $?
+
+# ---- the same command line gives GNU parallel's output ----
+if command -v parallel >/dev/null && parallel --version 2>/dev/null | grep -q 'GNU parallel'; then
+  printf 'l1\nl2 x\n' >"$tmp/gnu-lines"
+  same() { # stdin, then the arguments both get
+    local input=$1
+    shift
+    local ours theirs
+    ours=$(printf '%s' "$input" | "$fprun" "$@" 2>/dev/null; echo "exit $?")
+    theirs=$(printf '%s' "$input" | parallel --will-cite "$@" 2>/dev/null; echo "exit $?")
+    check "as GNU parallel: $*" "$theirs" "$ours"
+  }
+  # GNU parallel joins the command's words into one shell line: the
+  # commands here mean the same to both (docs/fprun.md, differences).
+  same "" -k echo {} ::: a b c
+  same "" -k echo x ::: 1 2
+  same "" -k echo {1}{2} ::: a b ::: 1 2
+  same "" -k echo {1}-{2} ::: a b c :::+ 1 2 3
+  same "" -k echo {.} {/} {//} {/.} ::: /x/y.tar.gz a.b/c d
+  same "" -k echo {#} {1.} {2/} ::: a.x b.y ::: /p/q
+  same "" -k echo {} ::: 'a b' "it's" '$HOME' '*' 'x;y' '`id`'
+  same "" -k --dry-run echo {} ::: 'a b' "it's" '$HOME' -n '*' '' 'x=y' '~'
+  same "" -k --dry-run 'echo {} | cat' ::: 'a b;c' "it's"
+  same "" -k 'echo {} | tr a-z A-Z' ::: 'a b;c'
+  same $'1\n2\n3\n4\n5\n' -k -N 2 echo
+  same $'a,b\nc,d\n' -k --colsep , echo {2}{1}
+  same $'with space\0x\0' -k -0 echo
+  same "" -k --tag echo x ::: a b
+  same "" -k --tagstring '[{}]' echo x ::: a
+  same "" -k echo :::: "$tmp/gnu-lines"
+  same "" -k -a "$tmp/gnu-lines" echo
+  same "" -j1 --halt now,fail=1 'echo {}; exit {}' ::: 0 3 0
+  same "" -k --halt never 'exit {}' ::: 1 0 2
+  same "" -k --halt soon,fail=1 -j1 'echo {}; exit {}' ::: 0 1 0
+  same "" -k --halt now,success=1 -j1 'echo {}; exit {}' ::: 1 0 1
+  same "" -k --retries 2 'echo {}; exit 1' ::: a
+  same "" --halt never nosuchcommand-fprun ::: 1
+  "$fprun" -j1 --halt never --joblog "$tmp/ours.log" 'exit {}' ::: 0 1 2 >/dev/null 2>&1
+  parallel --will-cite -j1 --halt never --joblog "$tmp/theirs.log" 'exit {}' ::: 0 1 2 >/dev/null 2>&1
+  check "as GNU parallel: the joblog's Seq, Exitval, Signal and Command" \
+    "$(cut -f1,7,8,9 "$tmp/theirs.log")" "$(cut -f1,7,8,9 "$tmp/ours.log")"
+  "$fprun" -j1 --halt never --joblog "$tmp/ours.log" echo ::: 'a b' "it's" >/dev/null 2>&1
+  parallel --will-cite -j1 --halt never --joblog "$tmp/theirs.log" echo ::: 'a b' "it's" >/dev/null 2>&1
+  check "as GNU parallel: the joblog's Command, quoted" \
+    "$(cut -f9 "$tmp/theirs.log")" "$(cut -f9 "$tmp/ours.log")"
+else
+  echo "skipped: the comparison with GNU parallel (the parallel package is not installed)"
+fi
 
 echo "fprun: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
