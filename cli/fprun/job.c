@@ -63,12 +63,21 @@ static int drain(int *fd, char **buf, size_t *len, size_t *total) {
   }
 }
 
+/* /dev/null, opened once: each job's stdin is a dup of it. */
+static int dev_null = -1;
+static void open_dev_null(void) { dev_null = open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
 static int spawn(char *const *argv, int out_fd, int err_fd, pid_t *pid) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, open_dev_null);
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   posix_spawn_file_actions_init(&fa);
   posix_spawnattr_init(&attr);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  if (dev_null >= 0)
+    posix_spawn_file_actions_adddup2(&fa, dev_null, 0);
+  else
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   if (out_fd >= 0) posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
   if (err_fd >= 0) posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
   sigset_t none, defaults;
