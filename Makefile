@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps demo test test-asan test-tsan test-all bench install clean
+.PHONY: all deps demo test test-asan test-tsan test-all fuzz bench install clean
 
 # Plain `make` builds with what is installed; demo, test and deps install
 # what is missing first.
@@ -43,6 +43,16 @@ test-tsan: deps
 
 test-all: test test-asan test-tsan
 
+# fprun's template and option parsers under libFuzzer (clang), with ASan
+# and UBSan, FUZZ_SECONDS each (CI runs this).
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DFP_SANITIZE=address \
+	  -DFP_BUILD_FUZZ=ON -DFP_BUILD_TESTS=OFF -DFP_BUILD_EXAMPLES=OFF -DFP_FUZZ_SECONDS=$(FUZZ_SECONDS)
+	cmake --build $(BUILD)-fuzz -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(BUILD)-fuzz --output-on-failure -j$(JOBS) -L fuzz
+
 bench:
 	@tools/deps.sh bench
 	cmake -S . -B $(BUILD)-bench -DCMAKE_BUILD_TYPE=Release -DFP_BUILD_BENCH=ON -DFP_BUILD_TESTS=OFF -DFP_BUILD_EXAMPLES=OFF
@@ -54,4 +64,4 @@ install: all
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(BUILD)-bench
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(BUILD)-bench $(BUILD)-fuzz

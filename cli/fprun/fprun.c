@@ -1,4 +1,4 @@
-/* fprun.c - the futureproof job runner: options, the halt policy, and the
+/* fprun.c - the futureproof job runner: the halt policy, the joblog, and the
  * run itself -- a task manager over a thread pool of -j slots, each task
  * one job (job.c) built from the template (template.c) and an input
  * (input.c) read only when a slot can take it. */
@@ -15,7 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FPRUN_VERSION "0.1.0"
 /* Between SIGTERM and SIGKILL for a job that is stopped. */
 #define KILL_GRACE_S 0.5
 /* --keep-order: jobs finished ahead of the one whose output is next. */
@@ -26,242 +25,6 @@
 #define RUNTIME_STEP 1.02
 /* --timeout N%: the median is trusted after this many successful jobs. */
 #define RUNTIME_MIN_JOBS 3
-
-static const char usage_text[] =
-    "usage: fprun [options] command [args with {} ...] ::: items [::: items ...]\n"
-    "       fprun [options] command [args ...] :::: file [...]\n"
-    "       fprun [options] command [args ...] < lines\n"
-    "Runs the command once per input, several at a time; the first failing job\n"
-    "stops the run (--halt now,fail=1). See fprun(1).\n"
-    "\n"
-    "  -j, --jobs N          slots: N, 0 (one per job, up to 256), +N, -N, N% of the CPUs\n"
-    "  -a, --arg-file FILE   read inputs from FILE instead of stdin\n"
-    "  -0, --null            inputs are separated by NUL, not newline\n"
-    "  -N, --max-args N      N inputs per job ({1} ... {N})\n"
-    "      --colsep REGEX    split each input line into columns {1} {2} ...\n"
-    "      --halt SPEC       now,fail=N | soon,fail=N | now,success=N | soon,success=N |\n"
-    "                        never (N may be a percentage: fail=10%)\n"
-    "      --timeout SECS    stop a job after SECS seconds (N%: of the median job's time)\n"
-    "      --retries N       try a failing job up to N times in all\n"
-    "      --retry-delay D   wait D seconds before the first retry, doubling after\n"
-    "      --delay SECS      start jobs at least SECS apart\n"
-    "      --bar, --progress, --eta  show progress (toward --total N for stdin)\n"
-    "      --monitor SECS    a monitor line every SECS seconds\n"
-    "      --line-buffer     write each job's output a whole line at a time, as it comes\n"
-    "  -u, --ungroup         let jobs write straight to the output (may mix)\n"
-    "  -k, --keep-order      write the outputs in input order\n"
-    "      --resume          with --joblog: skip the jobs it lists, append to it\n"
-    "      --resume-failed   with --joblog: skip the jobs it lists as succeeded\n"
-    "      --retry-failed    with --joblog: run again the commands it lists as failed\n"
-    "      --joblog FILE     one line per job, in GNU parallel's columns\n"
-    "      --tag             prefix each output line with the job's input\n"
-    "      --tagstring STR   prefix each output line with STR ({} and the rest work)\n"
-    "      --shell           run the command with /bin/sh -c (inputs quoted)\n"
-    "      --dry-run         print the commands, run nothing\n"
-    "  -h, --help            this text\n"
-    "      --version         the version\n"
-    "\n"
-    "Exit status: 0 all jobs succeeded; the failing job's status with a fail halt;\n"
-    "the number of failed jobs (at most 101) with --halt never; 130 on Ctrl-C;\n"
-    "2 for a bad command line; 255 when fprun itself fails.\n";
-
-typedef enum { HALT_NEVER, HALT_NOW, HALT_SOON } halt_when;
-
-typedef struct options {
-  int slots;
-  const char *arg_file;
-  char sep;
-  size_t per_job;
-  halt_when halt;
-  bool halt_on_success; /* success=N rather than fail=N */
-  double halt_count;    /* N, or a percentage */
-  bool halt_percent;
-  double timeout;
-  bool timeout_percent; /* --timeout N%: of the median run time of successful jobs */
-  const char *joblog;
-  bool tag, shell, dry_run, ungroup, keep_order, line_buffer;
-  bool resume, resume_failed; /* skip what the joblog says ran (succeeded) */
-  bool retry_failed;          /* run again what the joblog says failed */
-  int retries;          /* tries in all, at most (GNU parallel's count) */
-  double retry_delay;   /* before the first retry; doubles for each later one */
-  double delay;         /* between starts */
-  bool progress;        /* --bar, --progress, --eta */
-  uint64_t total;       /* --total: jobs expected, for the progress */
-  double monitor;       /* seconds between monitor lines, 0: none */
-  const char *colsep;   /* a regular expression (POSIX extended) */
-  const char *tagstring; /* --tagstring: the tag, with replacement strings */
-} options;
-
-/* ---- the command line ---- */
-
-static int usage_error(const char *fmt, const char *what) {
-  fprintf(stderr, "fprun: ");
-  fprintf(stderr, fmt, what);
-  fprintf(stderr, " (fprun --help)\n");
-  return FPRUN_EXIT_USAGE;
-}
-
-/* -j's forms; -1 if it is none of them. */
-static int parse_slots(const char *s) {
-  char *end;
-  int ncpu = fp_cpu_count();
-  errno = 0;
-  long n = strtol(s, &end, 10);
-  if (end == s || errno || n < -100000 || n > 100000) return -1;
-  if (*end == '%' && !end[1] && n > 0) return (int)(ncpu * n / 100) > 0 ? (int)(ncpu * n / 100) : 1;
-  if (*end) return -1;
-  if (*s == '+') return ncpu + (int)n;
-  if (*s == '-') return ncpu + (int)n > 0 ? ncpu + (int)n : 1;
-  if (n == 0) return 256; /* "as many as there are jobs", within reason */
-  return n > 0 ? (int)n : -1;
-}
-
-static bool parse_halt(const char *s, options *o) {
-  if (!strcmp(s, "never")) {
-    o->halt = HALT_NEVER;
-    return true;
-  }
-  const char *rest;
-  if (!strncmp(s, "now,", 4)) o->halt = HALT_NOW;
-  else if (!strncmp(s, "soon,", 5)) o->halt = HALT_SOON;
-  else return false;
-  rest = strchr(s, ',') + 1;
-  if (!strncmp(rest, "fail=", 5)) o->halt_on_success = false;
-  else if (!strncmp(rest, "success=", 8)) o->halt_on_success = true;
-  else return false;
-  rest = strchr(rest, '=') + 1;
-  char *end;
-  double n = strtod(rest, &end);
-  o->halt_percent = *end == '%';
-  if (end == rest || (*end && strcmp(end, "%")) || !(n > 0)) return false;
-  o->halt_count = n;
-  return true;
-}
-
-/* Long options may be written --name VALUE or --name=VALUE. */
-static const char *option_value(char **argv, int argc, int *i, const char *name, bool *bad) {
-  size_t len = strlen(name);
-  const char *a = argv[*i];
-  if (a[len] == '=') return a + len + 1;
-  if (*i + 1 >= argc) {
-    *bad = true;
-    return NULL;
-  }
-  return argv[++*i];
-}
-
-static bool is_long(const char *a, const char *name) {
-  size_t len = strlen(name);
-  return !strncmp(a, name, len) && (a[len] == 0 || a[len] == '=');
-}
-
-/* The options that take a number of seconds or a count. */
-static const char *numeric_option(const char *a) {
-  static const char *const names[] = {"--retries", "--retry-delay", "--delay", "--total",
-                                      "--monitor"};
-  for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-    if (is_long(a, names[k])) return names[k];
-  return NULL;
-}
-
-/* Options first; the command's words start at *first. 0 to run, or an
- * exit status (help, version, usage error: -1 means exit 0). */
-static int parse_options(int argc, char **argv, options *o, int *first) {
-  *o = (options){.slots = fp_cpu_count(), .sep = '\n', .per_job = 1, .halt = HALT_NOW,
-                 .halt_count = 1};
-  int i = 1;
-  for (; i < argc; i++) {
-    const char *a = argv[i];
-    bool bad = false;
-    const char *v = NULL, *name;
-    if (!strcmp(a, "--")) {
-      i++;
-      break;
-    }
-    if (a[0] != '-' || !a[1]) break; /* the command */
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      fputs(usage_text, stdout);
-      return -1;
-    } else if (!strcmp(a, "--version")) {
-      printf("fprun %s (futureproof %s)\n", FPRUN_VERSION, fp_version_string());
-      return -1;
-    } else if (!strncmp(a, "-j", 2) && a[2]) {
-      if ((o->slots = parse_slots(a + 2)) < 1) return usage_error("-j: not a number of slots: %s", a + 2);
-    } else if (!strcmp(a, "-j") || is_long(a, "--jobs")) {
-      v = !strcmp(a, "-j") ? (i + 1 < argc ? argv[++i] : NULL) : option_value(argv, argc, &i, "--jobs", &bad);
-      if (!v || (o->slots = parse_slots(v)) < 1) return usage_error("-j: not a number of slots: %s", v ? v : "(none)");
-    } else if (!strcmp(a, "-a") || is_long(a, "--arg-file")) {
-      v = !strcmp(a, "-a") ? (i + 1 < argc ? argv[++i] : NULL) : option_value(argv, argc, &i, "--arg-file", &bad);
-      if (!v) return usage_error("%s needs a file", a);
-      o->arg_file = v;
-    } else if (!strcmp(a, "-0") || !strcmp(a, "--null")) {
-      o->sep = '\0';
-    } else if (!strcmp(a, "-N") || is_long(a, "--max-args")) {
-      v = !strcmp(a, "-N") ? (i + 1 < argc ? argv[++i] : NULL) : option_value(argv, argc, &i, "--max-args", &bad);
-      char *end;
-      long n = v ? strtol(v, &end, 10) : 0;
-      if (!v || *end || n < 1 || n > 100000) return usage_error("-N: not a count: %s", v ? v : "(none)");
-      o->per_job = (size_t)n;
-    } else if (is_long(a, "--halt")) {
-      v = option_value(argv, argc, &i, "--halt", &bad);
-      if (!v || !parse_halt(v, o)) return usage_error("--halt: unknown policy %s", v ? v : "(none)");
-    } else if (is_long(a, "--tagstring")) {
-      if (!(o->tagstring = option_value(argv, argc, &i, "--tagstring", &bad)))
-        return usage_error("%s needs a string", a);
-      o->tag = true;
-    } else if (is_long(a, "--colsep")) {
-      if (!(o->colsep = option_value(argv, argc, &i, "--colsep", &bad)))
-        return usage_error("%s needs a regular expression", a);
-    } else if (is_long(a, "--timeout")) {
-      v = option_value(argv, argc, &i, "--timeout", &bad);
-      char *end;
-      o->timeout = v ? strtod(v, &end) : 0;
-      o->timeout_percent = v && *end == '%' && !end[1];
-      if (!v || (*end && !o->timeout_percent) || !(o->timeout > 0) || o->timeout > 1e9)
-        return usage_error("--timeout: not a number of seconds or a percentage: %s", v ? v : "(none)");
-    } else if (is_long(a, "--joblog")) {
-      if (!(o->joblog = option_value(argv, argc, &i, "--joblog", &bad))) return usage_error("%s needs a file", a);
-    } else if ((name = numeric_option(a)) != NULL) {
-      v = option_value(argv, argc, &i, name, &bad);
-      char *end;
-      double n = v ? strtod(v, &end) : -1;
-      if (!v || *end || !(n >= 0) || n > 1e9) return usage_error("%s needs a number", name);
-      if (!strcmp(name, "--retries")) o->retries = (int)n;
-      else if (!strcmp(name, "--retry-delay")) o->retry_delay = n;
-      else if (!strcmp(name, "--delay")) o->delay = n;
-      else if (!strcmp(name, "--total")) o->total = (uint64_t)n;
-      else if (n > 0 && n < 0.001) return usage_error("%s: at least 0.001 s", name);
-      else o->monitor = n;
-    } else if (!strcmp(a, "--bar") || !strcmp(a, "--progress") || !strcmp(a, "--eta")) {
-      o->progress = true;
-    } else if (!strcmp(a, "--resume")) {
-      o->resume = true;
-    } else if (!strcmp(a, "--resume-failed")) {
-      o->resume_failed = true;
-    } else if (!strcmp(a, "--retry-failed")) {
-      o->retry_failed = true;
-    } else if (!strcmp(a, "-k") || !strcmp(a, "--keep-order")) {
-      o->keep_order = true;
-    } else if (!strcmp(a, "-u") || !strcmp(a, "--ungroup")) {
-      o->ungroup = true;
-    } else if (!strcmp(a, "--line-buffer") || !strcmp(a, "--lb")) {
-      o->line_buffer = true;
-    } else if (!strcmp(a, "--tag")) {
-      o->tag = true;
-    } else if (!strcmp(a, "--shell")) {
-      o->shell = true;
-    } else if (!strcmp(a, "--dry-run")) {
-      o->dry_run = true;
-    } else {
-      return usage_error("unknown option %s", a);
-    }
-  }
-  if ((o->resume || o->resume_failed || o->retry_failed) && !o->joblog)
-    return usage_error("%s needs --joblog", o->resume ? "--resume"
-                                            : o->resume_failed ? "--resume-failed" : "--retry-failed");
-  *first = i;
-  return 0;
-}
 
 /* ---- the run ---- */
 
@@ -285,7 +48,7 @@ typedef struct run {
   uint64_t next_print; /* (mu) */
   pthread_cond_t order_cv;
   int output_error; /* -errno: stdout could not be written */
-  uint64_t succeeded, failed, timed_out, killed, skipped, retried;
+  uint64_t succeeded, failed, timed_out, killed, stopped, skipped, retried;
   double started; /* fp_now() at the start, for the summary's wall time */
   /* --timeout N%: successful jobs' run times, log-bucketed (mu) */
   uint64_t runtimes[RUNTIME_BUCKETS], n_runtimes;
@@ -626,7 +389,9 @@ static void *job_task(void *arg) {
   js->status = res.status;
   if (res.write_error) record_output_error(r, res.write_error);
   if (!rc && !res.status) record_runtime(r, res.runtime);
-  bool timed_out = res.timed_out, killed = res.signal && !timed_out; /* res goes on with -k */
+  /* res goes on with -k: what the summary counts is taken now */
+  bool timed_out = res.timed_out, stopped = res.stopped,
+       killed = res.signal && !timed_out && !stopped;
   if (!r->opt.dry_run) log_job(r, js, argv, &res);
   if (r->opt.keep_order) {
     js->kept = res; /* written by the consumer, in order */
@@ -651,10 +416,11 @@ static void *job_task(void *arg) {
     free(line);
   }
   argv_free(argv);
-  if (timed_out || killed) {
+  if (timed_out || killed || stopped) {
     pthread_mutex_lock(&r->mu);
     r->timed_out += timed_out;
     r->killed += killed;
+    r->stopped += stopped;
     pthread_mutex_unlock(&r->mu);
   }
   return result;
@@ -777,10 +543,11 @@ static int run_all(run *r) {
   if (r->failed || interrupted || r->skipped || r->opt.progress || r->opt.monitor > 0)
     fprintf(stderr,
             "fprun: %llu succeeded, %llu failed (%llu timed out, %llu killed by a signal), "
-            "%llu retried, %.3f s%s\n",
+            "%llu stopped, %llu retried, %.3f s%s\n",
             (unsigned long long)r->succeeded, (unsigned long long)r->failed,
             (unsigned long long)r->timed_out, (unsigned long long)r->killed,
-            (unsigned long long)r->retried, fp_now() - r->started,
+            (unsigned long long)r->stopped, (unsigned long long)r->retried,
+            fp_now() - r->started,
             interrupted ? ", interrupted" : "");
   if (r->output_error) {
     fprintf(stderr, "fprun: cannot write the output: %s\n", strerror(-r->output_error));
@@ -811,28 +578,28 @@ static bool is_source_marker(const char *a) {
 int main(int argc, char **argv) {
   run *r = &the_run;
   int first = argc;
-  int rc = parse_options(argc, argv, &r->opt, &first);
+  int rc = options_parse(argc, argv, &r->opt, &first);
   if (rc) return rc < 0 ? 0 : rc;
   int sources = first;
   while (sources < argc && !is_source_marker(argv[sources])) sources++;
   size_t nwords = (size_t)(sources - first);
-  if (nwords && !argv[first][0]) return usage_error("%sthe command is empty", "");
+  if (nwords && !argv[first][0]) return options_usage_error("%sthe command is empty", "");
   char err[256];
   /* --retry-failed runs the joblog's commands: the command line's are ignored */
   r->tmpl = template_parse(argv + first, r->opt.retry_failed ? 0 : nwords, r->opt.shell, err,
                            sizeof err);
-  if (!r->tmpl) return usage_error("%s", err);
+  if (!r->tmpl) return options_usage_error("%s", err);
   if (r->opt.tagstring) {
     char *words[1] = {(char *)r->opt.tagstring};
     if (!(r->tag_tmpl = template_parse(words, 1, false, err, sizeof err))) {
       template_free(r->tmpl);
-      return usage_error("--tagstring: %s", err);
+      return options_usage_error("--tagstring: %s", err);
     }
   }
   regex_t colsep;
   if (r->opt.colsep && regcomp(&colsep, r->opt.colsep, REG_EXTENDED)) {
     template_free(r->tmpl);
-    return usage_error("--colsep: not a regular expression: %s", r->opt.colsep);
+    return options_usage_error("--colsep: not a regular expression: %s", r->opt.colsep);
   }
   r->in = input_from_args(argv + sources, (size_t)(argc - sources), r->opt.arg_file, r->opt.sep,
                           r->opt.per_job, r->opt.colsep ? &colsep : NULL, err, sizeof err);

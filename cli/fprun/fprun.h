@@ -20,6 +20,41 @@ enum {
   FPRUN_EXIT_OWN_ERROR = 255 /* fprun itself failed (no memory, no input file) */
 };
 
+/* ---- the command line (options.c) ---- */
+typedef enum { HALT_NEVER, HALT_NOW, HALT_SOON } halt_when;
+
+typedef struct options {
+  int slots;
+  const char *arg_file;
+  char sep;
+  size_t per_job;
+  halt_when halt;
+  bool halt_on_success; /* success=N rather than fail=N */
+  double halt_count;    /* N, or a percentage */
+  bool halt_percent;
+  double timeout;
+  bool timeout_percent; /* --timeout N%: of the median run time of successful jobs */
+  const char *joblog;
+  bool tag, shell, dry_run, ungroup, keep_order, line_buffer;
+  bool resume, resume_failed; /* skip what the joblog says ran (succeeded) */
+  bool retry_failed;          /* run again what the joblog says failed */
+  int retries;          /* tries in all, at most (GNU parallel's count) */
+  double retry_delay;   /* before the first retry; doubles for each later one */
+  double delay;         /* between starts */
+  bool progress;        /* --bar, --progress, --eta */
+  uint64_t total;       /* --total: jobs expected, for the progress */
+  double monitor;       /* seconds between monitor lines, 0: none */
+  const char *colsep;   /* a regular expression (POSIX extended) */
+  const char *tagstring; /* --tagstring: the tag, with replacement strings */
+} options;
+
+/* Options first; the command's words start at *first. 0 to run, -1 to
+ * exit 0 (--help, --version), or an exit status (a usage error, said on
+ * stderr in one line). */
+int options_parse(int argc, char **argv, options *o, int *first);
+/* "fprun: <fmt with what> (fprun --help)" on stderr; FPRUN_EXIT_USAGE. */
+int options_usage_error(const char *fmt, const char *what);
+
 /* ---- a job's input: its columns ---- */
 typedef struct job_input {
   char **cols;
@@ -80,6 +115,7 @@ typedef struct job_result {
   int status;            /* exit status, or 128 + signal */
   int signal;            /* the signal that ended it, 0 if none */
   bool timed_out, not_found;
+  bool stopped;          /* terminated because the run stopped (a halt, Ctrl-C) */
   double started, runtime; /* wall clock seconds (epoch), seconds */
   char *out, *err;       /* collected output (group) */
   size_t out_len, err_len;

@@ -199,6 +199,7 @@ int job_run(char *const *argv, const job_options *opt, job_result *res) {
     bool stop = (deadline && now >= deadline) || fp_cancel_requested();
     if (stop && !kill_at) {
       res->timed_out = deadline && now >= deadline;
+      res->stopped = !res->timed_out;
       kill(-pid, SIGTERM);
       kill_at = now + opt->kill_grace;
     } else if (kill_at && now >= kill_at) {

@@ -168,6 +168,12 @@ check "-k: 3000 jobs, a slow first one, in order" "$(seq 3000 | md5sum)" \
   "$(seq 3000 | "$fprun" -j4 -k sh -c '[ {} != 1 ] || sleep 1; echo {}' | md5sum)"
 "$fprun" echo x ::: 1 >/dev/full 2>/dev/null
 check "a full disk is an error, not silent loss" 255 $?
+head -c 300000 /dev/urandom >"$tmp/binary"
+for b in $(seq 0 255); do printf "\\$(printf %o "$b")"; done >>"$tmp/binary"
+check "binary output (every byte value) arrives unchanged" "$(md5sum <"$tmp/binary")" \
+  "$("$fprun" cat ::: "$tmp/binary" | md5sum)"
+check "binary output unchanged with -k and --line-buffer too" "$(md5sum <"$tmp/binary")" \
+  "$("$fprun" -k --line-buffer cat ::: "$tmp/binary" | md5sum)"
 big=$("$fprun" -j2 head -c {} /dev/zero ::: 1048576 1048576 | wc -c)
 check "MiB-sized outputs arrive whole" 2097152 "$big"
 
@@ -180,6 +186,8 @@ check "--line-buffer to a full disk is an error" 255 $?
 check "-k: {%} in --tagstring is the job's slot" $'1\ta\n1\tb' "$("$fprun" -j1 -k --tagstring '{%}' echo ::: a b)"
 check "-k: a timed-out job is counted" 1 \
   "$("$fprun" -k --timeout 0.2 sleep ::: 5 2>&1 >/dev/null | grep -c '(1 timed out')"
+check "the summary counts the job the fail fast stopped apart from the failed one" 1 \
+  "$("$fprun" -j2 'sleep {}; exit 1' ::: 0.2 30 2>&1 | grep -c '1 failed (0 timed out, 0 killed by a signal), 1 stopped')"
 check "the summary names what was killed by a signal" 1 \
   "$("$fprun" sh -c 'kill -9 $$' ::: 1 2>&1 | grep -c '1 failed (0 timed out, 1 killed by a signal)')"
 
