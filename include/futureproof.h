@@ -126,6 +126,34 @@ typedef void *(*fp_fn)(void *arg);
  * A code of 0 becomes FP_ETASK. Outside a task it logs and does nothing. */
 FP_EXTERN void *fp_raise(int code, const char *fmt, ...) FP_PRINTF(2, 3);
 
+/* ---- Tasks by name: what crosses to another program's memory ----
+ * A function pointer means nothing in a process that was not forked from
+ * this one (address space layout randomisation). Registered under a name,
+ * a function has a stable id -- the same in every process running the
+ * same program -- that executors on other machines (futureproof-mpi) send
+ * instead of the pointer. */
+
+/* Register fn under name (at most FP_TASK_NAME_MAX bytes). Registering the
+ * same pair again is harmless. FP_EINVAL for a NULL or empty or too long
+ * name, a name already taken by another function, or a function already
+ * registered under another name; FP_ENOMEM. Thread-safe. */
+#define FP_TASK_NAME_MAX 127
+FP_EXTERN int fp_task_register(const char *name, fp_fn fn);
+/* Register fn under its own name when the program (or library) is loaded,
+ * before main:   FP_TASK_REGISTER(square);   at file scope. */
+#define FP_TASK_REGISTER(fn)                                                   \
+  __attribute__((constructor)) static void fp__register_task_##fn(void) {      \
+    (void)fp_task_register(#fn, (fp_fn)(fn));                                  \
+  }
+/* The id of a registered function (a 64-bit hash of its name, never 0),
+ * or 0 if it is not registered. */
+FP_EXTERN uint64_t fp_task_id(fp_fn fn);
+/* The registered function with this id, or NULL. */
+FP_EXTERN fp_fn fp_task_by_id(uint64_t id);
+/* The name of a registered function, or NULL (valid for the program's
+ * life). */
+FP_EXTERN const char *fp_task_name(fp_fn fn);
+
 /* Inside a task: true when its future was cancelled while running, or its
  * executor is shutting down with cancel_futures. A long task should poll
  * it and return early. Outside a task: false. */

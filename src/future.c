@@ -93,6 +93,7 @@ typedef struct running_task {
 static _Thread_local running_task *current_task;
 
 bool fp__future_is_bytes(const fp_future *f) { return tag_of(f) & TAG_BYTES; }
+
 /* The running future was cancelled. */
 bool fp__future_cancel_requested(const fp_future *f) {
   return atomic_load(&((fp_future *)f)->state) & ST_CANCEL_REQUESTED;
@@ -247,6 +248,9 @@ bool fp_future_cancelled(const fp_future *f) {
   return present(f, __func__) && (atomic_load(&f->state) & ST_MASK) == FP_CANCELLED;
 }
 
+bool fp_future_carries_bytes(const fp_future *f) {
+  return present(f, __func__) && fp__future_is_bytes(f);
+}
 fp_fn fp_future_fn(const fp_future *f) { return present(f, __func__) ? f->fn : NULL; }
 void *fp_future_arg(const fp_future *f) { return present(f, __func__) ? f->arg : NULL; }
 uint64_t fp_future_id(const fp_future *f) { return present(f, __func__) ? id_of(f) : 0; }
@@ -432,6 +436,21 @@ void *fp__call_task(fp_fn fn, void *arg, int *code, char **text) {
   current_task = outer;
   *code = task.raised ? task.code : 0;
   *text = task.text;
+  return result;
+}
+
+void *fp_call_task(fp_fn fn, void *arg, int *code, char *message, size_t message_len) {
+  int raised = 0;
+  char *text = NULL;
+  void *result = NULL;
+  if (fn)
+    result = fp__call_task(fn, arg, &raised, &text);
+  else
+    raised = fp__einval("fp_call_task: fn is NULL");
+  if (code) *code = raised;
+  if (message && message_len)
+    snprintf(message, message_len, "%s", text ? text : fn ? "" : fp_last_error_message());
+  fp__free(text);
   return result;
 }
 

@@ -83,6 +83,20 @@ FP_EXTERN void *fp_executor_impl(const fp_executor *ex);
  * reference. */
 FP_EXTERN void fp_executor_run(fp_future *f);
 
+/* For executors that run a task where the future cannot go (another
+ * process, another machine): the task is fp_future_fn(f) over
+ * fp_future_arg(f); with fp_submit_bytes the argument is a `const
+ * fp_bytes *` and the result must be an `fp_bytes *` (or NULL), which the
+ * future then owns (fp_future_set_result). */
+FP_EXTERN bool fp_future_carries_bytes(const fp_future *f);
+
+/* Call fn(arg) in this thread as a task, outside any future (in a worker
+ * process, on another machine): fp_raise works inside. Returns what fn
+ * returned; *code gets the error it raised (0 if none) and message (if
+ * not NULL) its message, truncated to message_len. */
+FP_EXTERN void *fp_call_task(fp_fn fn, void *arg, int *code, char *message,
+                             size_t message_len);
+
 /* True once the future was cancelled while running, or its executor shuts
  * down with cancel_futures: a long task should stop (what
  * fp_cancel_requested says inside the task). */
