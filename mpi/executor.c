@@ -393,7 +393,8 @@ static void *progress(void *arg) {
       }
     }
     if (ncancels) memcpy(keys, m->cancels, ncancels * sizeof *keys);
-    memmove(m->cancels, m->cancels + ncancels, (m->ncancels - ncancels) * sizeof *keys);
+    if (m->ncancels > ncancels)
+      memmove(m->cancels, m->cancels + ncancels, (m->ncancels - ncancels) * sizeof *keys);
     m->ncancels -= ncancels;
     bool done = m->shutting_down && !m->queue && !m->inflight;
     pthread_mutex_unlock(&m->mu);

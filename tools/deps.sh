@@ -3,11 +3,11 @@
 # missing. Usage: tools/deps.sh [build|demo|bench|all]   (default: build)
 set -eu
 what=${1:-build}
-pkgs="build-essential cmake pkg-config check"
+pkgs="build-essential cmake pkg-config check openmpi-bin libopenmpi-dev"
 case "$what" in
   build) ;;
   demo) pkgs="$pkgs libcurl4-openssl-dev libmicrohttpd-dev" ;;
-  bench) pkgs="$pkgs libglib2.0-dev libtbb-dev python3 parallel" ;; # OpenMP: gcc's own libgomp
+  bench) pkgs="$pkgs libglib2.0-dev libtbb-dev python3 parallel python3-mpi4py" ;; # OpenMP: gcc's own libgomp
   all) pkgs="$pkgs libcurl4-openssl-dev libmicrohttpd-dev libglib2.0-dev libtbb-dev python3" ;;
   *) echo "usage: $0 [build|demo|bench|all]" >&2; exit 2 ;;
 esac
