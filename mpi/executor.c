@@ -55,6 +55,7 @@ void fp_mpi_options_init(fp_mpi_options *opt) {
   opt->tasks_per_worker = 4;
   opt->local_workers = 1;
   opt->max_workers = 1;
+  opt->isolate = true;
 }
 
 static bool options_ok(const fp_mpi_options *o, const char *who) {
@@ -376,6 +377,7 @@ static void finish(mpi_executor *m) {
 
 static void *progress(void *arg) {
   mpi_executor *m = arg;
+  poll_thread_init();
   double quiet_since = fp_now();
   uint64_t *keys = NULL;
   size_t keys_room = 0;
@@ -546,7 +548,7 @@ int fp_mpi_spawn_executor_new(const fp_mpi_options *opt, fp_executor **out) {
   char local[32], timeout[64];
   snprintf(local, sizeof local, "%d", o->local_workers);
   snprintf(timeout, sizeof timeout, "%.17g", o->task_timeout);
-  char *args[] = {WORKER_FLAG, local, timeout, NULL};
+  char *args[] = {WORKER_FLAG, local, timeout, o->isolate ? "1" : "0", NULL};
   MPI_Comm inter;
   int *errs = calloc((size_t)o->max_workers, sizeof *errs);
   int *ranks = malloc((size_t)o->max_workers * sizeof *ranks);
@@ -591,10 +593,11 @@ int fp_mpi_init(int *argc, char ***argv) {
   /* Started by spawn mode: serve, and go. */
   fp_mpi_options o;
   fp_mpi_options_init(&o);
-  for (int i = 1; argc && argv && i + 2 < *argc + 1 && i < *argc; i++)
-    if (!strcmp((*argv)[i], WORKER_FLAG) && i + 2 < *argc) {
+  for (int i = 1; argc && argv && i + 3 < *argc; i++)
+    if (!strcmp((*argv)[i], WORKER_FLAG)) {
       o.local_workers = atoi((*argv)[i + 1]) > 0 ? atoi((*argv)[i + 1]) : 1;
       o.task_timeout = strtod((*argv)[i + 2], NULL);
+      o.isolate = strcmp((*argv)[i + 3], "0") != 0;
     }
   fp__mpi_serve(parent, 0, &o);
   MPI_Comm_disconnect(&parent);

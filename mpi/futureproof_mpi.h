@@ -28,7 +28,13 @@ extern "C" {
 
 typedef struct fp_mpi_options {
   int tasks_per_worker;      /* units of work in flight on each worker rank (default 4) */
-  int local_workers;         /* processes each worker rank runs tasks in (default 1) */
+  int local_workers;         /* processes (threads) each worker rank runs tasks in (default 1) */
+  /* Run tasks in worker processes on each rank (default true): a crash, an
+   * exit, a timeout or a cancel fails only its task. false: in threads of
+   * the rank itself -- faster (no process hop), but a crash takes the rank
+   * and with it the MPI job, task_timeout is not enforced, and a cancelled
+   * running task only sees fp_cancel_requested. */
+  bool isolate;
   double task_timeout;       /* seconds a unit (a task, or fp_map's chunk) may run; 0: none */
   int max_workers;           /* spawn mode: worker processes to start (default 1) */
   const char *worker_program; /* spawn mode: the program to start (default: this one) */

@@ -1,6 +1,7 @@
 /* serve.c - a worker rank: it receives units of work from the root, runs
  * each in a local futureproof process pool (so a crash, an exit or a
- * timeout fails only that unit, and the rank goes on), sends the outcomes
+ * timeout fails only that unit, and the rank goes on; or, without
+ * isolation, in a thread pool), sends the outcomes
  * back, cancels a unit when asked, and returns when the root says stop.
  * MPI is called from this thread only. */
 #define _GNU_SOURCE
@@ -120,14 +121,24 @@ static void cancel_unit(server *s, uint64_t key) {
 
 int fp__mpi_serve(MPI_Comm comm, int root, const fp_mpi_options *opt) {
   server s = {.comm = comm, .root = root};
+  poll_thread_init();
   MPI_Comm_rank(comm, &s.rank);
   int host_len = 0;
   MPI_Get_processor_name(s.host, &host_len);
-  fp_process_pool_options popt;
-  fp_process_pool_options_init(&popt);
-  popt.max_workers = opt->local_workers;
-  popt.task_timeout = opt->task_timeout;
-  int rc = fp_process_pool_new(&popt, &s.pool);
+  int rc;
+  if (opt->isolate) {
+    fp_process_pool_options popt;
+    fp_process_pool_options_init(&popt);
+    popt.max_workers = opt->local_workers;
+    popt.task_timeout = opt->task_timeout;
+    rc = fp_process_pool_new(&popt, &s.pool);
+  } else {
+    fp_thread_pool_options topt;
+    fp_thread_pool_options_init(&topt);
+    topt.max_workers = opt->local_workers;
+    topt.thread_name_prefix = "fp-mpi";
+    rc = fp_thread_pool_new(&topt, &s.pool);
+  }
   pthread_mutex_init(&s.mu, NULL);
   pthread_cond_init(&s.cv, NULL);
   bool stopping = false;
