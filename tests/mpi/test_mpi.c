@@ -58,9 +58,10 @@ static void *sleep_ms(void *arg) {
   usleep((useconds_t)((intptr_t)arg * 1000));
   return arg;
 }
+/* Which rank ran it: in a rank's local worker process (arg 0), the parent
+ * is that rank's fork server; in the rank itself (arg 1), its own pid. */
 static void *rank_of_worker(void *arg) {
-  (void)arg;
-  return (void *)(intptr_t)getppid(); /* the worker rank's pid: which rank ran it */
+  return (void *)(intptr_t)(arg ? getpid() : getppid());
 }
 /* bytes: each byte + 1, same length */
 static void *add_one(void *arg) {
@@ -81,6 +82,7 @@ FP_TASK_REGISTER(rank_of_worker)
 FP_TASK_REGISTER(add_one)
 
 static int nranks, nworkers; /* nworkers: the executor's worker ranks */
+static bool in_rank;        /* the executor runs tasks in the ranks' own threads */
 
 /* ---- the tests, run on the root with an executor ---- */
 
@@ -105,7 +107,7 @@ static void results_and_errors_come_back_with_their_task(fp_executor *ex) {
   fp_future *g[64];
   intptr_t seen[8] = {0};
   int distinct = 0;
-  for (int i = 0; i < 64; i++) CHECK(fp_submit(ex, rank_of_worker, NULL, &g[i]) == 0);
+  for (int i = 0; i < 64; i++) CHECK(fp_submit(ex, rank_of_worker, (void *)(intptr_t)in_rank, &g[i]) == 0);
   for (int i = 0; i < 64; i++) {
     void *r = NULL;
     CHECK(fp_future_result(g[i], 30, &r) == 0);
@@ -290,19 +292,24 @@ static const struct {
   const char *name;
   test_fn fn;
   double task_timeout;
+  bool in_rank; /* isolate = false: tasks in threads of each rank */
 } tests[] = {
-    {"results and errors come back with their task", results_and_errors_come_back_with_their_task, 0},
+    {"results and errors come back with their task", results_and_errors_come_back_with_their_task, 0, false},
     {"an unregistered function is refused with its address",
-     an_unregistered_function_is_refused_with_its_address, 0},
-    {"waits over MPI and thread futures mixed", waits_over_mpi_and_thread_futures_mixed, 0},
-    {"a chunked map keeps order", a_chunked_map_keeps_order, 0},
-    {"bytes of 64 MiB both ways", bytes_of_64_mib_both_ways, 0},
-    {"a crash or an exit fails only its task", a_crash_or_an_exit_fails_only_its_task, 0},
-    {"a task past its timeout fails", a_task_past_its_timeout_fails, 0.5},
+     an_unregistered_function_is_refused_with_its_address, 0, false},
+    {"waits over MPI and thread futures mixed", waits_over_mpi_and_thread_futures_mixed, 0, false},
+    {"a chunked map keeps order", a_chunked_map_keeps_order, 0, false},
+    {"bytes of 64 MiB both ways", bytes_of_64_mib_both_ways, 0, false},
+    {"a crash or an exit fails only its task", a_crash_or_an_exit_fails_only_its_task, 0, false},
+    {"a task past its timeout fails", a_task_past_its_timeout_fails, 0.5, false},
     {"cancelling a running task stops it on its rank",
-     cancelling_a_running_task_stops_it_on_its_rank, 0},
-    {"the task manager fails fast across ranks", the_task_manager_fails_fast_across_ranks, 0},
-    {"shutdown with queued work returns", shutdown_with_queued_work_returns, 0},
+     cancelling_a_running_task_stops_it_on_its_rank, 0, false},
+    {"the task manager fails fast across ranks", the_task_manager_fails_fast_across_ranks, 0, false},
+    {"shutdown with queued work returns", shutdown_with_queued_work_returns, 0, false},
+    {"in threads of each rank: results and errors", results_and_errors_come_back_with_their_task,
+     0, true},
+    {"in threads of each rank: a chunked map", a_chunked_map_keeps_order, 0, true},
+    {"in threads of each rank: bytes", bytes_of_64_mib_both_ways, 0, true},
 };
 
 static int spawn_mode(void) {
@@ -341,6 +348,8 @@ int main(int argc, char **argv) {
     fp_mpi_options o;
     fp_mpi_options_init(&o);
     o.task_timeout = tests[t].task_timeout;
+    o.isolate = !tests[t].in_rank;
+    in_rank = tests[t].in_rank;
     fp_executor *ex = NULL;
     int before = failures;
     int rc = fp_mpi_comm_executor_new(MPI_COMM_WORLD, 0, &o, &ex);
