@@ -21,6 +21,9 @@ demo:
 	@$(MAKE) --no-print-directory all >/dev/null
 	@for e in $(DEMOS); do echo; $(BUILD)/examples/example_$$e || exit 1; done
 	@echo; tools/fprun_demo.sh $(BUILD)/cli/fprun/fprun
+	@if [ -x $(BUILD)/examples/example_mpi ]; then echo; \
+	  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+	  mpirun -n 3 $(BUILD)/examples/example_mpi; fi
 
 # Build and run the whole suite.
 test: deps

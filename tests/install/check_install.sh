@@ -35,8 +35,18 @@ $cc -std=c11 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -o "$tmp/serial" \
   $(pkg-config --cflags --libs futureproof)
 LD_LIBRARY_PATH="$libdir" "$tmp/serial" | grep -q "^task manager: EDOM"
 
+# futureproof-mpi, where it was built: linked with its pkg-config file and
+# run under mpirun with 3 ranks.
+if pkg-config --exists futureproof-mpi; then
+  # shellcheck disable=SC2046
+  $cc -std=c11 -o "$tmp/mpi" "$src/examples/example_mpi.c" $(pkg-config --cflags --libs futureproof-mpi)
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+    LD_LIBRARY_PATH="$libdir" mpirun -n 3 "$tmp/mpi" | grep -q "^  2 worker ranks .* 37 primes"
+  mpi="; futureproof-mpi links with pkg-config and runs under mpirun -n 3"
+fi
+
 cmake -S "$src/tests/install/cmake_consumer" -B "$tmp/cm" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/cm" >/dev/null
 LD_LIBRARY_PATH="$libdir" "$tmp/cm/consumer_shared" | grep -q "^futureproof "
 "$tmp/cm/consumer_static" | grep -q "^futureproof "
-echo "install: headers, shared and static library, pkg-config and CMake package all work; the serial executor builds on the installed interface"
+echo "install: headers, shared and static library, pkg-config and CMake package all work; the serial executor builds on the installed interface${mpi:-}"
