@@ -429,8 +429,10 @@ void fp_executor_run(fp_future *f) {
 }
 
 void *fp__call_task(fp_fn fn, void *arg, int *code, char **text) {
-  running_task task = {NULL, false, 0, NULL};
   running_task *outer = current_task;
+  /* Called from inside a task (an executor running units in its own
+   * threads), it shares that task's cancel: fp_cancel_requested works. */
+  running_task task = {outer ? outer->f : NULL, false, 0, NULL};
   current_task = &task;
   void *result = fn(arg);
   current_task = outer;

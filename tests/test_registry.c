@@ -4,6 +4,7 @@
 #include "helpers.h"
 
 #include <futureproof/executor.h>
+#include <unistd.h>
 
 static void *square(void *arg) { return (void *)((intptr_t)arg * (intptr_t)arg); }
 static void *cube(void *arg) { return (void *)((intptr_t)arg * (intptr_t)arg * (intptr_t)arg); }
@@ -115,6 +116,35 @@ START_TEST(call_task_runs_a_task_outside_any_future) {
 }
 END_TEST
 
+static void *until_cancelled(void *arg) {
+  (void)arg;
+  double end = fp_now() + LONG_WAIT;
+  while (!fp_cancel_requested() && fp_now() < end) usleep(1000);
+  return fp_cancel_requested() ? (void *)1 : NULL;
+}
+
+static void *calls_a_task(void *arg) {
+  int code;
+  return fp_call_task(until_cancelled, arg, &code, NULL, 0);
+}
+
+/* An executor that runs units of tasks in its own threads (futureproof-mpi
+ * without isolation) calls each with fp_call_task: a cancel of the unit's
+ * future must reach them. */
+START_TEST(a_task_called_inside_a_task_sees_its_cancel) {
+  fp_executor *ex = new_pool(1);
+  fp_future *f;
+  ck_assert_int_eq(fp_submit(ex, calls_a_task, NULL, &f), 0);
+  ck_assert(wait_until(future_running, f, LONG_WAIT));
+  fp_future_cancel(f);
+  void *r = NULL;
+  ck_assert_int_eq(fp_future_result(f, LONG_WAIT, &r), 0);
+  ck_assert_ptr_eq(r, (void *)1);
+  fp_future_release(f);
+  fp_executor_free(ex);
+}
+END_TEST
+
 START_TEST(a_future_says_whether_it_carries_bytes) {
   fp_executor *ex = new_pool(1);
   fp_future *a, *b;
@@ -132,4 +162,4 @@ END_TEST
 TEST_MAIN("registry", a_registered_function_has_a_stable_id_and_its_name, registered_at_load_time,
           what_is_not_registered_is_not_found, bad_registrations_are_refused_with_a_reason,
           many_registrations_from_many_threads, call_task_runs_a_task_outside_any_future,
-          a_future_says_whether_it_carries_bytes)
+          a_future_says_whether_it_carries_bytes, a_task_called_inside_a_task_sees_its_cancel)

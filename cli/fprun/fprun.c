@@ -49,6 +49,7 @@ typedef struct run {
   pthread_cond_t order_cv;
   int output_error; /* -errno: stdout could not be written */
   uint64_t succeeded, failed, timed_out, killed, stopped, skipped, retried;
+  fp_executor *mpi; /* --mpi: the other ranks */
   double started; /* fp_now() at the start, for the summary's wall time */
   /* --timeout N%: successful jobs' run times, log-bucketed (mu) */
   uint64_t runtimes[RUNTIME_BUCKETS], n_runtimes;
@@ -196,8 +197,8 @@ static void log_job(run *r, const job_state *js, char *const *argv, const job_re
   if (!r->joblog) return;
   char *line = argv_line(argv);
   pthread_mutex_lock(&r->mu);
-  fprintf(r->joblog, "%llu\t:\t%.3f\t%.3f\t0\t%zu\t%d\t%d\t%s\n",
-          (unsigned long long)js->in.seq, res->started, res->runtime, res->received, res->status,
+  fprintf(r->joblog, "%llu\t%s\t%.3f\t%.3f\t0\t%zu\t%d\t%d\t%s\n",
+          (unsigned long long)js->in.seq, res->host[0] ? res->host : ":", res->started, res->runtime, res->received, res->status,
           res->signal, line ? line : "");
   fflush(r->joblog);
   pthread_mutex_unlock(&r->mu);
@@ -376,7 +377,11 @@ static void *job_task(void *arg) {
       free(tag);
       return NULL;
     }
+#ifdef FPRUN_MPI
+    rc = r->mpi ? remote_job_run(r->mpi, argv, &jo, &res) : job_run(argv, &jo, &res);
+#else
     rc = job_run(argv, &jo, &res);
+#endif
     if (rc || !res.status || tries >= r->opt.retries || fp_cancel_requested()) break;
     job_result_clear(&res); /* the output of the last try is the one written */
     pthread_mutex_lock(&r->mu);
@@ -479,7 +484,11 @@ static int run_all(run *r) {
   r->started = fp_now();
   fp_thread_pool_options popt;
   fp_thread_pool_options_init(&popt);
-  popt.max_workers = r->opt.slots;
+  int slots = r->opt.slots;
+#ifdef FPRUN_MPI
+  if (r->mpi) slots *= remote_slots(); /* -j on each worker rank */
+#endif
+  popt.max_workers = slots;
   popt.thread_name_prefix = "fprun";
   fp_executor *pool;
   if (fp_thread_pool_new(&popt, &pool)) {
@@ -492,7 +501,7 @@ static int run_all(run *r) {
   topt.handle_interrupt = true;
   topt.progress = r->opt.progress;
   topt.total = r->opt.total ? r->opt.total : input_total(r->in);
-  topt.max_in_flight = (size_t)r->opt.slots * (getenv("FPX") ? 2 : 1);
+  topt.max_in_flight = (size_t)slots; /* read an input only when a slot is free */
   /* The first failure stops everything at once: the manager does it. Other
    * policies are counted here. */
   bool fail_fast = r->opt.halt == HALT_NOW && !r->opt.halt_on_success && !r->opt.halt_percent &&
@@ -580,6 +589,19 @@ int main(int argc, char **argv) {
   int first = argc;
   int rc = options_parse(argc, argv, &r->opt, &first);
   if (rc) return rc < 0 ? 0 : rc;
+#ifdef FPRUN_MPI
+  if (r->opt.mpi) { /* every rank: the watchdog before MPI starts its threads */
+    if (watchdog_start(KILL_GRACE_S) < 0 || (rc = remote_start(&argc, &argv, r->opt.slots, &r->mpi)) < 0) {
+      fprintf(stderr, "fprun: --mpi: %s\n", fp_last_error_message());
+      return FPRUN_EXIT_OWN_ERROR;
+    }
+    if (rc == 1) { /* a worker rank: it served the run */
+      watchdog_stop();
+      remote_end();
+      return 0;
+    }
+  }
+#endif
   int sources = first;
   while (sources < argc && !is_source_marker(argv[sources])) sources++;
   size_t nwords = (size_t)(sources - first);
@@ -632,6 +654,12 @@ int main(int argc, char **argv) {
     rc = FPRUN_EXIT_OWN_ERROR;
   }
   if (!rc) rc = run_all(r);
+#ifdef FPRUN_MPI
+  if (r->mpi) { /* the worker ranks stop serving */
+    fp_executor_free(r->mpi);
+    remote_end();
+  }
+#endif
   watchdog_stop();
   if (r->joblog) fclose(r->joblog);
   free(r->kept);

@@ -36,6 +36,7 @@ typedef struct options {
   bool timeout_percent; /* --timeout N%: of the median run time of successful jobs */
   const char *joblog;
   bool tag, shell, dry_run, ungroup, keep_order, line_buffer;
+  bool mpi;             /* --mpi: jobs run on the other ranks of an MPI job */
   bool resume, resume_failed; /* skip what the joblog says ran (succeeded) */
   bool retry_failed;          /* run again what the joblog says failed */
   int retries;          /* tries in all, at most (GNU parallel's count) */
@@ -121,6 +122,7 @@ typedef struct job_result {
   size_t out_len, err_len;
   size_t received;       /* bytes of stdout in all */
   int write_error;       /* line_buffer: -errno when stdout could not be written */
+  char host[64];         /* where it ran, for the joblog ("" here) */
 } job_result;
 
 /* Spawn argv in a process group of its own, collect its output, wait for
@@ -145,6 +147,18 @@ typedef struct joblog_entry {
  * each returned, or a negative code. */
 int joblog_read(const char *path, int (*each)(const joblog_entry *e, void *userdata),
                 void *userdata);
+
+/* ---- fprun over MPI (remote.c; only where futureproof-mpi was built) ---- */
+#ifdef FPRUN_MPI
+/* Initialise MPI and make the executor of the other ranks, slots jobs at
+ * a time on each. 0 on rank 0 (*ex set), 1 on a worker rank once it has
+ * served the run (exit), -1 on an error (fp_last_error_message). */
+int remote_start(int *argc, char ***argv, int slots, fp_executor **ex);
+int remote_slots(void); /* the worker ranks */
+void remote_end(void);  /* MPI_Finalize */
+/* job_run, on a worker rank: the same result, with the rank's host. */
+int remote_job_run(fp_executor *ex, char *const *argv, const job_options *opt, job_result *res);
+#endif
 
 /* ---- the watchdog (watchdog.c): jobs die with fprun, even a killed one ---- */
 /* Fork it; before any thread starts. 0 or -errno (fprun then runs unwatched). */

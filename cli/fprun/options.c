@@ -39,6 +39,7 @@ static const char usage_text[] =
     "      --tag             prefix each output line with the job's input\n"
     "      --tagstring STR   prefix each output line with STR ({} and the rest work)\n"
     "      --shell           run the command with /bin/sh -c (inputs quoted)\n"
+    "      --mpi             under mpirun: run the jobs on the other ranks, -j on each\n"
     "      --dry-run         print the commands, run nothing\n"
     "  -h, --help            this text\n"
     "      --version         the version\n"
@@ -201,6 +202,12 @@ int options_parse(int argc, char **argv, options *o, int *first) {
       o->line_buffer = true;
     } else if (!strcmp(a, "--tag")) {
       o->tag = true;
+    } else if (!strcmp(a, "--mpi")) {
+#ifdef FPRUN_MPI
+      o->mpi = true;
+#else
+      return options_usage_error("%s: this fprun was built without MPI (futureproof-mpi)", a);
+#endif
     } else if (!strcmp(a, "--shell")) {
       o->shell = true;
     } else if (!strcmp(a, "--dry-run")) {

@@ -82,6 +82,7 @@ static _Noreturn void watch(int from_fprun, double grace) {
 }
 
 int watchdog_start(double grace) {
+  if (to_watchdog >= 0) return 0; /* started already (--mpi starts it first) */
   int p[2];
   if (pipe2(p, O_CLOEXEC)) return -errno;
   pid_t pid = fork();

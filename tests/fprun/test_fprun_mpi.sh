@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# test_fprun_mpi.sh FPRUN MPIEXEC - fprun --mpi under mpirun with 3 ranks:
+# the jobs run on both worker ranks, outputs and the joblog (with the host)
+# come back to rank 0, fail fast and timeouts stop remote jobs, --resume
+# works, and nothing is left running after.
+set -u
+fprun=$1
+mpiexec=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+check() { # name, expected, actual
+  if [ "$2" == "$3" ]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    printf 'FAIL %s\n  expected: %q\n  actual:   %q\n' "$1" "$2" "$3"
+  fi
+}
+run() { "$mpiexec" -n 3 "$fprun" --mpi "$@"; }
+
+check "every job's output, in order (-k)" "$(seq 40)" "$(run -j2 -k echo ::: $(seq 40) 2>/dev/null)"
+check "the jobs ran on both worker ranks" 2 \
+  "$(run -j2 'sleep 0.2; echo $PPID # {}' ::: $(seq 8) 2>/dev/null | sort -u | wc -l)"
+run -j1 --joblog "$tmp/log" echo ::: a b >/dev/null 2>&1
+check "the joblog's Host column is the rank's host" "$(hostname)" "$(tail -1 "$tmp/log" | cut -f2)"
+check "the joblog has every job" $'1\n2' "$(tail -n +2 "$tmp/log" | cut -f1 | sort)"
+
+start=$(date +%s%N)
+run -j1 'sleep {}; exit {}' ::: 1 41.5 >/dev/null 2>"$tmp/err"
+rc=$?
+took=$((($(date +%s%N) - start) / 1000000))
+check "fail fast: the failing job's status" 1 $rc
+check "fail fast: the job running on the other rank was stopped" 1 "$(grep -c '1 stopped' "$tmp/err")"
+check "fail fast: within seconds, not 41 (ms < 10000)" yes "$([ $took -lt 10000 ] && echo yes || echo $took)"
+check "nothing is left running" 0 "$(pgrep -fc 'sleep 41.5')"
+
+run --timeout 0.5 sleep ::: 30 >/dev/null 2>&1
+check "--timeout stops a remote job (143)" 143 $?
+
+rm -f "$tmp/r.log"
+run -j1 --halt never --joblog "$tmp/r.log" 'exit $(({} % 2))' ::: 1 2 3 4 >/dev/null 2>&1
+check "--resume-failed runs only what failed" $'1\n3' \
+  "$(run -j1 -k --resume-failed --joblog "$tmp/r.log" echo ::: 1 2 3 4 2>/dev/null)"
+
+echo "fprun --mpi: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
