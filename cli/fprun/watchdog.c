@@ -100,6 +100,9 @@ int watchdog_start(double grace) {
     signal(SIGHUP, SIG_IGN);
     signal(SIGQUIT, SIG_IGN);
     prctl(PR_SET_NAME, "fprun watchdog");
+    /* A session of its own: what kills fprun's process group (mpirun's
+     * launcher does, a terminal's hang-up does) does not reach it. */
+    setsid();
     /* It holds none of fprun's files: a pipe reader downstream sees its
      * end when fprun exits, not when this does. */
     int keep = fcntl(p[0], F_DUPFD, 100), devnull = open("/dev/null", O_RDWR);

@@ -327,8 +327,26 @@ static int spawn_mode(void) {
   return failures != 0;
 }
 
+/* `test_mpi hold`: long tasks on every worker rank, and a wait; the shell
+ * test stops it from outside (Ctrl-C, a killed rank) and checks that
+ * nothing is left. */
+static int hold(void) {
+  fp_executor *ex;
+  if (fp_mpi_comm_executor_new(MPI_COMM_WORLD, 0, NULL, &ex) == 0 && ex) {
+    fp_future *f[8];
+    for (int i = 0; i < 8; i++) fp_submit(ex, sleep_ms, (void *)(intptr_t)60000, &f[i]);
+    printf("holding\n");
+    fflush(stdout);
+    fp_future_result(f[0], 60, NULL);
+    fp_executor_free(ex);
+  }
+  MPI_Finalize();
+  return 0;
+}
+
 int main(int argc, char **argv) {
   CHECK(fp_mpi_init(&argc, &argv) == 0);
+  if (argc > 1 && !strcmp(argv[1], "hold")) return hold();
   int me;
   MPI_Comm_rank(MPI_COMM_WORLD, &me);
   MPI_Comm_size(MPI_COMM_WORLD, &nranks);
