@@ -1,9 +1,8 @@
 /* serve.c - a worker rank: it receives units of work from the root, runs
- * each in a local futureproof process pool (so a crash, an exit or a
- * timeout fails only that unit, and the rank goes on; or, without
- * isolation, in a thread pool), sends the outcomes
- * back, cancels a unit when asked, and returns when the root says stop.
- * MPI is called from this thread only. */
+ * each in a local futureproof process pool (a crash, an exit or a timeout
+ * fails only that unit, and the rank goes on) or, without isolation, in a
+ * thread pool; sends the outcomes back, cancels a unit when asked, and
+ * returns when the root says stop. MPI is called from this thread only. */
 #define _GNU_SOURCE
 #include "futureproof_mpi.h"
 #include "poll.h"
@@ -32,7 +31,7 @@ struct unit {
   server *s;
   uint64_t key;
   uint32_t count;
-  fp_future *local; /* in the local process pool */
+  fp_future *local; /* in the local pool */
 };
 
 /* The local process pool finished a unit (its dispatcher thread). */
