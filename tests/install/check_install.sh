@@ -1,10 +1,13 @@
 #!/bin/sh
-# check_install.sh BUILD_DIR SOURCE_DIR - install into a scratch prefix and
-# link a small program three ways: pkg-config (shared), pkg-config --static,
-# and CMake's find_package. Each program must run and print the version.
+# check_install.sh BUILD_DIR SOURCE_DIR [MPIEXEC] - install into a scratch
+# prefix and link a small program three ways: pkg-config (shared),
+# pkg-config --static, and CMake's find_package. Each program must run and
+# print the version. With MPIEXEC (the MPI the build found), the MPI example
+# is linked with futureproof-mpi's pkg-config file and run with 3 ranks.
 set -eu
 build=$1
 src=$2
+mpiexec=${3:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
@@ -37,11 +40,11 @@ LD_LIBRARY_PATH="$libdir" "$tmp/serial" | grep -q "^task manager: EDOM"
 
 # futureproof-mpi, where it was built: linked with its pkg-config file and
 # run under mpirun with 3 ranks.
-if pkg-config --exists futureproof-mpi; then
+if [ -n "$mpiexec" ] && pkg-config --exists futureproof-mpi; then
   # shellcheck disable=SC2046
   $cc -std=c11 -o "$tmp/mpi" "$src/examples/example_mpi.c" $(pkg-config --cflags --libs futureproof-mpi)
   OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
-    LD_LIBRARY_PATH="$libdir" mpirun -n 3 "$tmp/mpi" | grep -q "^  2 worker ranks .* 37 primes"
+    LD_LIBRARY_PATH="$libdir" "$mpiexec" -n 3 "$tmp/mpi" | grep -q "^  2 worker ranks .* 37 primes"
   mpi="; futureproof-mpi links with pkg-config and runs under mpirun -n 3"
 fi
 
