@@ -44,8 +44,7 @@ static int append(char **buf, size_t *len, const char *data, size_t n) {
 }
 
 /* Read what fd has now into (buf, len), counting it in *total (if not
- * NULL); -1 at EOF
- * (fd closed), else 0. */
+ * NULL); -1 at EOF (fd closed), else 0. */
 static int drain(int *fd, char **buf, size_t *len, size_t *total) {
   char chunk[65536];
   for (;;) {
