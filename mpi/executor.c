@@ -22,10 +22,12 @@
 typedef struct unit {
   struct unit *next;
   uint64_t key; /* its slot, and a generation above: a late reply is recognised */
-  int worker;
+  int worker;   /* -1: not sent (queued, or nothing left to send) */
   bool cancel_sent;
-  size_t n;
-  fp_future *fs[];
+  size_t n;     /* the futures to run, fs[0..n) */
+  fp_future **dropped; /* cancelled before they left: released by the progress thread */
+  size_t ndropped;
+  fp_future *fs[]; /* room for twice n: the dropped ones go to the second half */
 } unit;
 
 typedef struct mpi_executor {
@@ -84,10 +86,11 @@ static int queue_unit(fp_executor *ex, fp_future **fs, size_t n) {
     fp_log(FP_LOG_WARNING, "invalid argument: %s", fp_last_error_message());
     return rc;
   }
-  unit *u = malloc(sizeof *u + n * sizeof *fs);
+  unit *u = malloc(sizeof *u + 2 * n * sizeof *fs);
   if (!u) return fp_executor_fail(FP_ENOMEM, "futureproof-mpi: no memory for a unit of %zu", n);
   *u = (unit){.worker = -1, .n = n};
   memcpy(u->fs, fs, n * sizeof *fs);
+  u->dropped = u->fs + n;
   pthread_mutex_lock(&m->mu);
   if (m->queue_tail) m->queue_tail->next = u;
   else m->queue = u;
@@ -207,37 +210,21 @@ static const fp_executor_vtable mpi_vtable = {
 
 /* ---- the progress thread ---- */
 
-/* A unit as a message: the futures it still holds (the ones cancelled
- * before it left are dropped). NULL if none is left or on ENOMEM (then
- * they fail). */
-static void *encode_unit(unit *u, size_t *len) {
-  size_t kept = 0, size = sizeof(wire_header);
+/* A unit as a message (it only reads the unit: a cancel may be looking
+ * at it meanwhile). NULL on ENOMEM. */
+static void *encode_unit(const unit *u, size_t *len) {
+  size_t size = sizeof(wire_header);
   for (size_t i = 0; i < u->n; i++) {
-    if (fp_future_set_running(u->fs[i]) != 0) { /* cancelled while queued */
-      fp_future_release(u->fs[i]);
-      continue;
-    }
-    u->fs[kept++] = u->fs[i];
     size += sizeof(wire_task);
-    if (fp_future_carries_bytes(u->fs[kept - 1]))
-      size += wire_padded(((const fp_bytes *)fp_future_arg(u->fs[kept - 1]))->size);
+    if (fp_future_carries_bytes(u->fs[i]))
+      size += wire_padded(((const fp_bytes *)fp_future_arg(u->fs[i]))->size);
   }
-  u->n = kept;
-  if (!kept) return NULL;
   unsigned char *msg = size <= INT_MAX ? calloc(1, size) : NULL;
-  if (!msg) {
-    for (size_t i = 0; i < u->n; i++) {
-      fp_future_set_error(u->fs[i], FP_ENOMEM, "futureproof-mpi: no memory to send %zu bytes",
-                          size);
-      fp_future_release(u->fs[i]);
-    }
-    u->n = 0;
-    return NULL;
-  }
-  wire_header h = {WIRE_MAGIC, (uint32_t)kept, u->key};
+  if (!msg) return NULL;
+  wire_header h = {WIRE_MAGIC, (uint32_t)u->n, u->key};
   memcpy(msg, &h, sizeof h);
   size_t at = sizeof h;
-  for (size_t i = 0; i < kept; i++) {
+  for (size_t i = 0; i < u->n; i++) {
     fp_future *f = u->fs[i];
     wire_task t = {.fn_id = fp_task_id(fp_future_fn(f)), .kind = KIND_VALUE};
     const fp_bytes *b = NULL;
@@ -257,6 +244,20 @@ static void *encode_unit(unit *u, size_t *len) {
   }
   *len = size;
   return msg;
+}
+
+/* Before a unit leaves (mu held): its futures start running; those
+ * cancelled while it was queued move to the dropped half, the rest keep
+ * their order. */
+static void start_running(unit *u) {
+  size_t kept = 0;
+  for (size_t i = 0; i < u->n; i++) {
+    if (fp_future_set_running(u->fs[i]) == 0)
+      u->fs[kept++] = u->fs[i];
+    else
+      u->dropped[u->ndropped++] = u->fs[i];
+  }
+  u->n = kept;
 }
 
 /* Free a finished unit's slot; the unit, or NULL if the key is stale. */
@@ -326,13 +327,15 @@ static unit *assign(mpi_executor *m) {
     m->queue = u->next;
     if (!m->queue) m->queue_tail = NULL;
     u->next = NULL;
+    start_running(u);
+    *tail = u; /* sent, or only its dropped futures released */
+    tail = &u->next;
+    if (!u->n) continue;
     u->worker = best;
     u->key = (uint64_t)s | (uint64_t)++m->generation << 32;
     m->slot[s] = u;
     m->load[best]++;
     m->inflight++;
-    *tail = u;
-    tail = &u->next;
   }
   return out;
 }
@@ -341,14 +344,23 @@ static void send_units(mpi_executor *m, unit *list) {
   while (list) {
     unit *u = list;
     list = u->next;
+    for (size_t i = 0; i < u->ndropped; i++) fp_future_release(u->dropped[i]);
+    if (u->worker < 0) { /* every future of it was cancelled */
+      free(u);
+      continue;
+    }
     size_t len = 0;
     void *msg = encode_unit(u, &len);
     if (msg) {
       send_later(&m->sends, msg, len, m->rank[u->worker], TAG_UNIT, m->comm);
-    } else { /* nothing left to send: the slot is free again */
-      take_slot(m, u->key);
-      free(u);
+      continue;
     }
+    take_slot(m, u->key); /* no memory for the message: its futures fail */
+    for (size_t i = 0; i < u->n; i++) {
+      fp_future_set_error(u->fs[i], FP_ENOMEM, "futureproof-mpi: no memory to send a unit");
+      fp_future_release(u->fs[i]);
+    }
+    free(u);
   }
 }
 
