@@ -8,65 +8,40 @@ set -u
 test_mpi=$1
 fprun=$2
 mpiexec=$3
-passed=0 failed=0
-check() { # name, expected, actual
-  if [ "$2" == "$3" ]; then
-    passed=$((passed + 1))
+. "$(dirname "$0")/../shell_helpers.sh"
+# stop NAME HOW JOB RANKS LEFT: once the job runs, stop it HOW (INT: Ctrl-C
+# to mpirun JOB; KILL-RANK: SIGKILL to a worker rank, the third of the
+# processes `pgrep -f RANKS` lists by pid, after mpirun and rank 0); mpirun
+# must end within 5 s, and no process matching LEFT may be left.
+stop() {
+  local name=$1 how=$2 job=$3 ranks=$4 left=$5
+  local start took
+  start=$(date +%s%N)
+  if [ "$how" = INT ]; then
+    kill -INT "$job"
   else
-    failed=$((failed + 1))
-    printf 'FAIL %s\n  expected: %q\n  actual:   %q\n' "$1" "$2" "$3"
+    kill -KILL "$(pgrep -f -- "$ranks" | sort -n | sed -n 3p)"
   fi
+  wait "$job" 2>/dev/null
+  took=$((($(date +%s%N) - start) / 1000000))
+  check "$name, $how: mpirun ends (ms < 5000)" yes "$([ $took -lt 5000 ] && echo yes || echo $took)"
+  wait_count "$left" 0 5
+  check "$name, $how: nothing is left" 0 "$(pgrep -fc -- "$left")"
 }
-# Wait up to $3 s for pgrep -f PATTERN to count N.
-wait_count() {
-  for _ in $(seq $(($3 * 20))); do [ "$(pgrep -fc "$1")" -eq "$2" ] && return 0; sleep 0.05; done
-  return 1
-}
-# Wait up to $3 s for at least N.
-wait_atleast() {
-  for _ in $(seq $(($3 * 20))); do [ "$(pgrep -fc "$1")" -ge "$2" ] && return 0; sleep 0.05; done
-  return 1
-}
-left() { pgrep -fc "$1"; }
 
 for how in INT KILL-RANK; do
-  # An executor: 8 tasks of 60 s, one running on each worker rank.
+  # An executor: 8 tasks of 60 s, one running on each worker rank (ready:
+  # mpirun, 3 ranks, 2 fork servers, 2 local workers running a task).
   "$mpiexec" -n 3 "$test_mpi" hold >/dev/null 2>&1 &
-  job=$!
-  # mpirun, 3 ranks, 2 fork servers, 2 local workers running a task
   wait_atleast "$test_mpi hold" 8 20
-  start=$(date +%s%N)
-  if [ $how = INT ]; then
-    kill -INT $job
-  else
-    victim=$(pgrep -f "$test_mpi hold" | sort -n | sed -n 3p) # a rank, not mpirun
-    echo "killing rank $victim of: $(pgrep -f "$test_mpi hold" | tr "\n" " ")"
-    kill -KILL "$victim"
-  fi
-  wait $job 2>/dev/null
-  took=$((($(date +%s%N) - start) / 1000000))
-  check "executor, $how: mpirun ends (ms < 5000)" yes "$([ $took -lt 5000 ] && echo yes || echo $took)"
-  wait_count "$test_mpi hold" 0 5
-  check "executor, $how: no rank or local worker is left" 0 "$(left "$test_mpi hold")"
+  stop executor $how $! "$test_mpi hold" "$test_mpi hold"
 
   # fprun --mpi: jobs spawned by the worker ranks.
   marker="sleep 42.$((RANDOM % 1000))"
   "$mpiexec" -n 3 "$fprun" --mpi -j2 "$marker; : {}" ::: 1 2 3 4 5 6 >/dev/null 2>&1 &
-  job=$!
   wait_atleast "^$marker" 4 20
-  start=$(date +%s%N)
-  if [ $how = INT ]; then
-    kill -INT $job
-  else
-    kill -KILL "$(pgrep -f -- "$fprun --mpi" | sort -n | sed -n 3p)"
-  fi
-  wait $job 2>/dev/null
-  took=$((($(date +%s%N) - start) / 1000000))
-  check "fprun --mpi, $how: mpirun ends (ms < 5000)" yes "$([ $took -lt 5000 ] && echo yes || echo $took)"
-  wait_count "^$marker" 0 5
-  check "fprun --mpi, $how: no job is left" 0 "$(left "^$marker")"
+  stop "fprun --mpi" $how $! "$fprun --mpi" "^$marker"
   pkill -f "^$marker"
 done
 
-echo "mpi stop: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "mpi stop"
