@@ -15,6 +15,7 @@
 #include <futureproof/executor.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -60,16 +61,34 @@ void fp_mpi_options_init(fp_mpi_options *opt) {
   opt->isolate = true;
 }
 
-static bool options_ok(const fp_mpi_options *o, const char *who) {
+/* A bad argument: FP_EINVAL with the message, and a warning line (the
+ * library's convention). */
+static int invalid(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int invalid(const char *fmt, ...) {
+  char message[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(message, sizeof message, fmt, ap);
+  va_end(ap);
+  fp_log(FP_LOG_WARNING, "invalid argument: %s", message);
+  return fp_executor_fail(FP_EINVAL, "%s", message);
+}
+
+/* What both constructors check first: out, then the options (NULL: the
+ * defaults, put in *defaults). 0, or FP_EINVAL. */
+static int check_arguments(const char *who, const fp_mpi_options **opt,
+                           fp_mpi_options *defaults, fp_executor **out) {
+  fp_mpi_options_init(defaults);
+  if (!*opt) *opt = defaults;
+  if (!out) return invalid("%s: out is NULL", who);
+  *out = NULL;
+  const fp_mpi_options *o = *opt;
   if (o->tasks_per_worker < 1 || o->local_workers < 1 || o->max_workers < 1 ||
-      !(o->task_timeout >= 0)) {
-    fp_executor_fail(FP_EINVAL, "%s: tasks_per_worker, local_workers and max_workers must be "
-                                "at least 1, task_timeout not negative",
-                     who);
-    fp_log(FP_LOG_WARNING, "invalid argument: %s", fp_last_error_message());
-    return false;
-  }
-  return true;
+      !(o->task_timeout >= 0))
+    return invalid("%s: tasks_per_worker, local_workers and max_workers must be at least 1, "
+                   "task_timeout not negative",
+                   who);
+  return 0;
 }
 
 /* ---- the executor interface (any thread) ---- */
@@ -77,15 +96,10 @@ static bool options_ok(const fp_mpi_options *o, const char *who) {
 static int queue_unit(fp_executor *ex, fp_future **fs, size_t n) {
   mpi_executor *m = fp_executor_impl(ex);
   fp_fn fn = fp_future_fn(fs[0]);
-  if (!fp_task_id(fn)) {
-    int rc = fp_executor_fail(FP_EINVAL,
-                              "futureproof-mpi: function %p is not registered "
-                              "(fp_task_register, FP_TASK_REGISTER): it cannot cross to "
-                              "another process",
-                              (void *)(uintptr_t)fn);
-    fp_log(FP_LOG_WARNING, "invalid argument: %s", fp_last_error_message());
-    return rc;
-  }
+  if (!fp_task_id(fn))
+    return invalid("futureproof-mpi: function %p is not registered (fp_task_register, "
+                   "FP_TASK_REGISTER): it cannot cross to another process",
+                   (void *)(uintptr_t)fn);
   unit *u = malloc(sizeof *u + 2 * n * sizeof *fs);
   if (!u) return fp_executor_fail(FP_ENOMEM, "futureproof-mpi: no memory for a unit of %zu", n);
   *u = (unit){.worker = -1, .n = n};
@@ -507,26 +521,20 @@ static int start(MPI_Comm comm, bool spawned, int *ranks, int nworkers, const fp
 int fp_mpi_comm_executor_new(MPI_Comm comm, int root, const fp_mpi_options *opt,
                              fp_executor **out) {
   fp_mpi_options defaults;
-  fp_mpi_options_init(&defaults);
-  const fp_mpi_options *o = opt ? opt : &defaults;
-  if (!out) {
-    fp_log(FP_LOG_WARNING, "invalid argument: fp_mpi_comm_executor_new: out is NULL");
-    return fp_executor_fail(FP_EINVAL, "fp_mpi_comm_executor_new: out is NULL");
-  }
-  *out = NULL;
+  const fp_mpi_options *o = opt;
+  int rc = check_arguments("fp_mpi_comm_executor_new", &o, &defaults, out);
+  if (rc) return rc;
   int size, me;
   MPI_Comm_size(comm, &size);
   MPI_Comm_rank(comm, &me);
-  if (root < 0 || root >= size || size < 2) {
-    fp_log(FP_LOG_WARNING, "invalid argument: fp_mpi_comm_executor_new: root %d of %d ranks "
-                           "(a comm mode executor needs at least two)", root, size);
-    return fp_executor_fail(FP_EINVAL, "fp_mpi_comm_executor_new: root %d of %d ranks", root, size);
-  }
-  if (!options_ok(o, "fp_mpi_comm_executor_new")) return FP_EINVAL;
+  if (root < 0 || root >= size || size < 2)
+    return invalid("fp_mpi_comm_executor_new: root %d of %d ranks (a comm mode executor needs "
+                   "at least two)",
+                   root, size);
   MPI_Comm own;
   MPI_Comm_dup(comm, &own); /* our messages never meet the program's */
   if (me != root) {
-    int rc = fp__mpi_serve(own, root, o);
+    rc = fp__mpi_serve(own, root, o);
     MPI_Comm_free(&own);
     return rc;
   }
@@ -541,14 +549,9 @@ int fp_mpi_comm_executor_new(MPI_Comm comm, int root, const fp_mpi_options *opt,
 
 int fp_mpi_spawn_executor_new(const fp_mpi_options *opt, fp_executor **out) {
   fp_mpi_options defaults;
-  fp_mpi_options_init(&defaults);
-  const fp_mpi_options *o = opt ? opt : &defaults;
-  if (!out) {
-    fp_log(FP_LOG_WARNING, "invalid argument: fp_mpi_spawn_executor_new: out is NULL");
-    return fp_executor_fail(FP_EINVAL, "fp_mpi_spawn_executor_new: out is NULL");
-  }
-  *out = NULL;
-  if (!options_ok(o, "fp_mpi_spawn_executor_new")) return FP_EINVAL;
+  const fp_mpi_options *o = opt;
+  int rc = check_arguments("fp_mpi_spawn_executor_new", &o, &defaults, out);
+  if (rc) return rc;
   char self[PATH_MAX];
   const char *program = o->worker_program;
   if (!program) {
@@ -570,7 +573,7 @@ int fp_mpi_spawn_executor_new(const fp_mpi_options *opt, fp_executor **out) {
     return fp_executor_fail(FP_ENOMEM, "futureproof-mpi: no memory");
   }
   MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
-  int rc = MPI_Comm_spawn(program, args, o->max_workers, MPI_INFO_NULL, 0, MPI_COMM_SELF, &inter,
+  rc = MPI_Comm_spawn(program, args, o->max_workers, MPI_INFO_NULL, 0, MPI_COMM_SELF, &inter,
                           errs);
   int bad = 0;
   for (int i = 0; i < o->max_workers; i++) bad += errs[i] != MPI_SUCCESS;
@@ -594,11 +597,9 @@ int fp_mpi_init(int *argc, char ***argv) {
     MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
   else
     MPI_Query_thread(&provided);
-  if (provided < MPI_THREAD_SERIALIZED) {
-    fp_log(FP_LOG_WARNING, "invalid argument: futureproof-mpi needs MPI_THREAD_SERIALIZED "
-                           "(this MPI gives level %d)", provided);
-    return fp_executor_fail(FP_EINVAL, "futureproof-mpi: MPI gives thread level %d", provided);
-  }
+  if (provided < MPI_THREAD_SERIALIZED)
+    return invalid("futureproof-mpi needs MPI_THREAD_SERIALIZED (this MPI gives level %d)",
+                   provided);
   MPI_Comm parent;
   MPI_Comm_get_parent(&parent);
   if (parent == MPI_COMM_NULL) return 0;
