@@ -221,13 +221,30 @@ static void a_task_past_its_timeout_fails(fp_executor *ex) {
   fp_future_release(f);
 }
 
+/* Create the file named by the bytes (the test runs on one machine: the
+ * root sees it), then sleep 30 s: the root knows the task has started on
+ * its rank. */
+static void *mark_then_sleep(void *arg) {
+  const fp_bytes *path = arg;
+  char name[256];
+  snprintf(name, sizeof name, "%.*s", (int)path->size, (const char *)path->data);
+  FILE *fp = fopen(name, "w");
+  if (fp) fclose(fp);
+  sleep(30);
+  return NULL;
+}
+FP_TASK_REGISTER(mark_then_sleep)
+
 static void cancelling_a_running_task_stops_it_on_its_rank(fp_executor *ex) {
+  char marker[64];
+  snprintf(marker, sizeof marker, "/tmp/fp-mpi-running.%d", (int)getpid());
+  unlink(marker);
   fp_future *f;
-  CHECK(fp_submit(ex, sleep_ms, (void *)(intptr_t)30000, &f) == 0);
+  CHECK(fp_submit_bytes(ex, mark_then_sleep, marker, strlen(marker), &f) == 0);
   double t0 = fp_now();
-  while (!fp_future_running(f) && fp_now() - t0 < 10) usleep(1000);
-  CHECK(fp_future_running(f));
-  usleep(100 * 1000); /* it has left for its rank */
+  while (access(marker, F_OK) != 0 && fp_now() - t0 < 10) usleep(1000); /* it runs remotely */
+  CHECK(access(marker, F_OK) == 0);
+  unlink(marker);
   t0 = fp_now();
   fp_future_cancel(f);
   int rc = fp_future_result(f, 30, NULL);
