@@ -8,20 +8,15 @@ fprun=$1
 mpiexec=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() { # name, expected, actual
-  if [ "$2" == "$3" ]; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    printf 'FAIL %s\n  expected: %q\n  actual:   %q\n' "$1" "$2" "$3"
-  fi
-}
+. "$(dirname "$0")/../shell_helpers.sh"
 run() { "$mpiexec" -n 3 "$fprun" --mpi "$@"; }
 
 check "every job's output, in order (-k)" "$(seq 40)" "$(run -j2 -k echo ::: $(seq 40) 2>/dev/null)"
 check "the jobs ran on both worker ranks" 2 \
   "$(run -j2 'sleep 0.2; echo $PPID # {}' ::: $(seq 8) 2>/dev/null | sort -u | wc -l)"
+run -j1 --joblog "$tmp/both" sleep ::: 1 1 >/dev/null 2>&1
+check "-j1 on 2 worker ranks: two jobs at once (starts < 0.5 s apart)" yes \
+  "$(tail -n +2 "$tmp/both" | cut -f3 | sort -n | awk 'NR == 1 { a = $1 } NR == 2 { print ($1 - a < 0.5) ? "yes" : $1 - a }')"
 run -j1 --joblog "$tmp/log" echo ::: a b >/dev/null 2>&1
 check "the joblog's Host column is the rank's host" "$(hostname)" "$(tail -1 "$tmp/log" | cut -f2)"
 check "the joblog has every job" $'1\n2' "$(tail -n +2 "$tmp/log" | cut -f1 | sort)"
@@ -43,5 +38,4 @@ run -j1 --halt never --joblog "$tmp/r.log" 'exit $(({} % 2))' ::: 1 2 3 4 >/dev/
 check "--resume-failed runs only what failed" $'1\n3' \
   "$(run -j1 -k --resume-failed --joblog "$tmp/r.log" echo ::: 1 2 3 4 2>/dev/null)"
 
-echo "fprun --mpi: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "fprun --mpi"
