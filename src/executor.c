@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,13 +33,17 @@ int fp_executor_new(const fp_executor_vtable *vt, void *impl, int max_workers,
   if (!vt || !vt->submit || !vt->shutdown || !vt->destroy)
     return fp__einval("fp_executor_new: %s", !vt ? "vtable is NULL"
                                              : "submit, shutdown and destroy are required");
-  if (vt->version != FP_EXECUTOR_INTERFACE_VERSION)
-    return fp__einval("fp_executor_new: interface version %d, this library has %d",
+  if (vt->version < 1 || vt->version > FP_EXECUTOR_INTERFACE_VERSION)
+    return fp__einval("fp_executor_new: interface version %d, this library has 1 to %d",
                       vt->version, FP_EXECUTOR_INTERFACE_VERSION);
   if (max_workers < 1)
     return fp__einval("fp_executor_new: max_workers must be 1 or more (got %d)", max_workers);
   fp_executor *ex = fp__calloc_lines(sizeof *ex);
   if (!ex) return fp__fail(FP_ENOMEM, "fp_executor_new: out of memory");
+  if (vt->version == 1) { /* its vtable ends before poll */
+    memcpy(&ex->vt_upgraded, vt, offsetof(fp_executor_vtable, poll));
+    vt = &ex->vt_upgraded;
+  }
   fp__executor_init(ex, vt, impl, max_workers);
   ex->owns_base = true;
   *out = ex;

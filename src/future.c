@@ -450,8 +450,12 @@ void *fp_call_task(fp_fn fn, void *arg, int *code, char *message, size_t message
   else
     raised = fp__einval("fp_call_task: fn is NULL");
   if (code) *code = raised;
-  if (message && message_len)
-    snprintf(message, message_len, "%s", text ? text : fn ? "" : fp_last_error_message());
+  if (message && message_len) { /* no printf for a task that raised nothing (a map's items) */
+    const char *m = text ? text : fn ? "" : fp_last_error_message();
+    size_t n = strnlen(m, message_len - 1);
+    memcpy(message, m, n);
+    message[n] = 0;
+  }
   fp__free(text);
   return result;
 }
@@ -627,6 +631,28 @@ static bool help_until_done(fp_future *f, const fp__deadline *d, int *rc) {
   return done;
 }
 
+/* Waiting outside an executor that can be polled (vt->poll): poll it in
+ * this thread while that brings something, then sleep on the future. */
+static bool poll_until_done(fp_future *f, const fp__deadline *d, int *rc) {
+  fp_executor *ex = f->ex;
+  double quiet_until = fp__now() + FP__WAIT_POLL_S;
+  while (!is_done_state(atomic_load(&f->state))) {
+    double now = fp__now();
+    if (ex->vt->poll(ex)) {
+      quiet_until = now + FP__WAIT_POLL_S;
+      continue;
+    }
+    if (now >= quiet_until || fp__deadline_passed(d)) return wait_sleeping(f, d, rc);
+    sched_yield(); /* the threads that bring the outcome may need this core */
+  }
+  return true;
+}
+
+static bool should_poll(const fp_future *f) {
+  const fp_executor *ex = f->ex;
+  return ex && ex->vt->poll && !(ex->vt->is_own_thread && ex->vt->is_own_thread(ex));
+}
+
 int fp_future_wait(fp_future *f, double timeout_s) {
   if (!f) return fp__einval("fp_future_wait: future is NULL");
   if (fp__check_timeout(timeout_s, "fp_future_wait")) return FP_EINVAL;
@@ -635,8 +661,10 @@ int fp_future_wait(fp_future *f, double timeout_s) {
     return fp__fail(FP_ETIMEDOUT, "future %llu is not done", (unsigned long long)id_of(f));
   fp__deadline d = fp__deadline_in(timeout_s);
   int rc = 0;
-  if (should_help(f) ? help_until_done(f, &d, &rc) : spin_until_done(f) || wait_sleeping(f, &d, &rc))
-    return 0;
+  bool done = should_help(f)   ? help_until_done(f, &d, &rc)
+              : should_poll(f) ? poll_until_done(f, &d, &rc)
+                               : spin_until_done(f) || wait_sleeping(f, &d, &rc);
+  if (done) return 0;
   if (rc) return rc;
   return fp__fail(FP_ETIMEDOUT, "future %llu not done within %g s", (unsigned long long)id_of(f),
                   timeout_s);

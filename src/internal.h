@@ -136,6 +136,9 @@ enum { FP__HELP_DEPTH_MAX = 128 };
 
 /* How long a waiter spins before it sleeps, and a pause for spin loops. */
 #define FP__WAIT_SPIN_S 20e-6
+/* A waiter polls an executor (vt->poll) this long after the last thing it
+ * brought, then sleeps. */
+#define FP__WAIT_POLL_S 1e-3
 static inline void fp__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -151,6 +154,7 @@ static inline void fp__cpu_relax(void) {
  * futures -- is here, written once. */
 struct fp_executor {
   const fp_executor_vtable *vt;
+  fp_executor_vtable vt_upgraded; /* an older version's vtable, completed with zeros */
   void *impl;
   int max_workers;
   bool owns_base; /* made by fp_executor_new: freed after vt->destroy */

@@ -268,9 +268,126 @@ START_TEST(the_interface_refuses_an_incomplete_vtable) {
 }
 END_TEST
 
+/* An executor with no thread of its own: submit keeps the future, and
+ * only poll (from a waiter) runs what was kept. */
+typedef struct polled {
+  fp_future *kept[4];
+  int nkept;
+  atomic_int polls;
+  bool runs; /* poll runs what is kept; false: it never does */
+  pthread_t waiter;
+} polled;
+
+static int polled_submit(fp_executor *ex, fp_future *f, double timeout_s) {
+  (void)timeout_s;
+  polled *p = fp_executor_impl(ex);
+  if (p->nkept == 4) return fp_executor_fail(FP_EAGAIN, "full");
+  p->kept[p->nkept++] = f;
+  return 0;
+}
+static bool polled_poll(fp_executor *ex) {
+  polled *p = fp_executor_impl(ex);
+  atomic_fetch_add(&p->polls, 1);
+  ck_assert(pthread_equal(pthread_self(), p->waiter)); /* in the waiting thread */
+  if (!p->runs || !p->nkept) return false;
+  fp_future *f = p->kept[--p->nkept];
+  fp_executor_run(f);
+  fp_future_release(f);
+  return true;
+}
+static int polled_shutdown(fp_executor *ex, bool wait, bool cancel_futures, double timeout_s) {
+  (void)wait, (void)cancel_futures, (void)timeout_s;
+  polled *p = fp_executor_impl(ex);
+  while (p->nkept) { /* what never ran */
+    fp_future *f = p->kept[--p->nkept];
+    fp_future_cancel(f);
+    fp_future_release(f);
+  }
+  return 0;
+}
+static void polled_destroy(fp_executor *ex) { (void)ex; }
+static const fp_executor_vtable polled_vtable = {
+    .version = FP_EXECUTOR_INTERFACE_VERSION,
+    .kind = "polled",
+    .submit = polled_submit,
+    .shutdown = polled_shutdown,
+    .destroy = polled_destroy,
+    .shares_memory = true,
+    .poll = polled_poll,
+};
+
+START_TEST(a_waiter_polls_an_executor_that_asks_for_it) {
+  capture_start();
+  polled p = {.runs = true, .waiter = pthread_self()};
+  fp_executor *ex;
+  ck_assert_int_eq(fp_executor_new(&polled_vtable, &p, 1, &ex), 0);
+  fp_future *f;
+  ck_assert_int_eq(fp_submit(ex, square_or_fail, (void *)(intptr_t)5, &f), 0);
+  void *r;
+  /* Nothing but the waiter's polls runs it. */
+  ck_assert_int_eq(fp_future_result(f, LONG_WAIT, &r), 0);
+  ck_assert_ptr_eq(r, (void *)(intptr_t)25);
+  ck_assert_int_ge(atomic_load(&p.polls), 1);
+  fp_future_release(f);
+  /* A poll that brings nothing: the waiter sleeps on, and its timeout holds. */
+  p.runs = false;
+  ck_assert_int_eq(fp_submit(ex, square_or_fail, (void *)(intptr_t)6, &f), 0);
+  double t0 = fp_now();
+  ck_assert_int_eq(fp_future_wait(f, 0.2), FP_ETIMEDOUT);
+  ck_assert_double_ge(fp_now() - t0, 0.2);
+  ck_assert_double_lt(fp_now() - t0, LONG_WAIT);
+  fp_future_release(f);
+  fp_executor_free(ex);
+}
+END_TEST
+
+/* A version 1 vtable ends before poll: what lies after it is not read. */
+static fp_future *completed_later;
+static void *complete_later(void *arg) {
+  (void)arg;
+  sleep_ms(50);
+  fp_executor_run(completed_later);
+  fp_future_release(completed_later);
+  return NULL;
+}
+static int keep_one(fp_executor *ex, fp_future *f, double timeout_s) {
+  (void)ex, (void)timeout_s;
+  completed_later = f;
+  return 0;
+}
+
+START_TEST(an_executor_of_interface_version_1_is_still_taken) {
+  capture_start();
+  fp_executor_vtable *vt = malloc(sizeof *vt);
+  memset(vt, 0xff, sizeof *vt); /* past the end of a version 1 vtable: garbage */
+  fp_executor_vtable v1 = {.version = 1,
+                           .kind = "version 1",
+                           .submit = keep_one,
+                           .shutdown = polled_shutdown,
+                           .destroy = polled_destroy,
+                           .shares_memory = true};
+  memcpy(vt, &v1, offsetof(fp_executor_vtable, poll));
+  polled p = {0};
+  fp_executor *ex;
+  ck_assert_int_eq(fp_executor_new(vt, &p, 1, &ex), 0);
+  fp_future *f;
+  ck_assert_int_eq(fp_submit(ex, square_or_fail, (void *)(intptr_t)3, &f), 0);
+  pthread_t t;
+  pthread_create(&t, NULL, complete_later, NULL);
+  void *r;
+  ck_assert_int_eq(fp_future_result(f, LONG_WAIT, &r), 0); /* waits, and polls nothing */
+  ck_assert_ptr_eq(r, (void *)(intptr_t)9);
+  pthread_join(t, NULL);
+  fp_future_release(f);
+  fp_executor_free(ex);
+  free(vt);
+}
+END_TEST
+
 TEST_MAIN("conformance", results_errors_and_identity,
           a_queued_task_can_be_cancelled_and_shutdown_refuses_more,
           shutdown_with_cancel_cancels_what_has_not_started, wait_and_as_completed_over_any_kind,
           map_keeps_input_order_with_and_without_chunks,
           task_manager_fails_fast_or_logs_on_any_kind, a_task_may_wait_on_its_own_executor,
-          the_interface_refuses_an_incomplete_vtable)
+          the_interface_refuses_an_incomplete_vtable, a_waiter_polls_an_executor_that_asks_for_it,
+          an_executor_of_interface_version_1_is_still_taken)

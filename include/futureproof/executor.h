@@ -26,7 +26,7 @@
 extern "C" {
 #endif
 
-#define FP_EXECUTOR_INTERFACE_VERSION 1
+#define FP_EXECUTOR_INTERFACE_VERSION 2 /* 2 added poll; 1 is still taken */
 
 typedef struct fp_executor_vtable {
   int version;      /* FP_EXECUTOR_INTERFACE_VERSION */
@@ -67,6 +67,15 @@ typedef struct fp_executor_vtable {
   /* Tasks run in this address space, so they may be handed pointers to
    * the caller's memory (false for worker processes, other machines). */
   bool shares_memory;
+  /* Version 2. A thread that is not the executor's own waits on one of
+   * its futures (fp_future_wait, fp_future_result): do a little of the
+   * executor's progress work in this thread -- look for outcomes on the
+   * network, say -- and return within microseconds; true if something
+   * came of it. The waiter calls it again and again while it returns true
+   * now and then, and sleeps on the future after a millisecond of false,
+   * so no hand-off to the executor's own thread lies on a round trip's
+   * path. Optional. */
+  bool (*poll)(fp_executor *ex);
 } fp_executor_vtable;
 
 /* Create an executor that runs at most max_workers tasks at once, with
