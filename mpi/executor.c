@@ -1,11 +1,15 @@
 /* executor.c - the root side of futureproof-mpi: an fp_executor (on the
- * public executor interface) whose futures run on worker ranks. Submits
- * queue units of work (a task, or fp_map's chunk); one progress thread --
- * the only thread that calls MPI here -- hands each unit to the least
- * loaded worker with room (tasks_per_worker in flight on each), receives
- * the outcomes with matched probes (any size), completes the futures, sends
- * cancels for running futures that were cancelled, and at shutdown tells
- * every worker to stop. Also: comm and spawn mode, and fp_mpi_init. */
+ * public executor interface) whose futures run on worker ranks. A submit
+ * queues a unit of work (a task, or fp_map's chunk) and sends it at once
+ * from the submitting thread to the least loaded worker with room
+ * (tasks_per_worker in flight on each); a thread waiting on one of our
+ * futures receives outcomes itself (vt->poll), so a round trip crosses no
+ * thread. The progress thread does the rest: outcomes nobody waits for
+ * (matched probes: any size), units that waited for room, cancels for
+ * running futures that were cancelled, and at shutdown it tells every
+ * worker to stop. MPI is called under mpi_mu, one thread at a time
+ * (MPI_THREAD_SERIALIZED is enough). Also: comm and spawn mode, and
+ * fp_mpi_init. */
 #define _GNU_SOURCE
 #include "futureproof_mpi.h"
 #include "poll.h"
@@ -15,6 +19,7 @@
 #include <futureproof/executor.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,13 +48,16 @@ typedef struct mpi_executor {
   size_t nslots, inflight;
   uint32_t generation;
   pthread_t thread;
+  pthread_mutex_t mpi_mu; /* held around MPI calls, one thread at a time; before mu */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   unit *queue, *queue_tail;          /* waiting for a slot (mu) */
   uint64_t *cancels;                 /* keys of units to cancel (mu) */
   size_t ncancels, cancel_room;
   bool shutting_down, finished, joined; /* (mu) */
-  pending_send *sends;               /* the progress thread's */
+  bool standing_by;                  /* the progress thread lets a waiter poll (mu) */
+  pending_send *sends;               /* (mpi_mu) */
+  _Atomic double polled_at;          /* when a waiter last polled (mx_poll) */
 } mpi_executor;
 
 void fp_mpi_options_init(fp_mpi_options *opt) {
@@ -93,6 +101,9 @@ static int check_arguments(const char *who, const fp_mpi_options **opt,
 
 /* ---- the executor interface (any thread) ---- */
 
+static unit *assign(mpi_executor *m);
+static void send_units(mpi_executor *m, unit *list);
+
 static int queue_unit(fp_executor *ex, fp_future **fs, size_t n) {
   mpi_executor *m = fp_executor_impl(ex);
   fp_fn fn = fp_future_fn(fs[0]);
@@ -109,7 +120,19 @@ static int queue_unit(fp_executor *ex, fp_future **fs, size_t n) {
   if (m->queue_tail) m->queue_tail->next = u;
   else m->queue = u;
   m->queue_tail = u;
-  pthread_cond_signal(&m->cv);
+  pthread_mutex_unlock(&m->mu);
+  /* Send it from this thread if MPI is free (no hand-off to the progress
+   * thread on a round trip's path); else the progress thread, busy with
+   * MPI right now, sends it next. */
+  if (pthread_mutex_trylock(&m->mpi_mu) == 0) {
+    pthread_mutex_lock(&m->mu);
+    unit *to_send = m->finished ? NULL : assign(m);
+    pthread_mutex_unlock(&m->mu);
+    send_units(m, to_send);
+    pthread_mutex_unlock(&m->mpi_mu);
+  }
+  pthread_mutex_lock(&m->mu);
+  if (!m->standing_by) pthread_cond_signal(&m->cv); /* it polls for the outcomes */
   pthread_mutex_unlock(&m->mu);
   return 0;
 }
@@ -203,11 +226,39 @@ static void mx_destroy(fp_executor *ex) {
   mpi_executor *m = fp_executor_impl(ex);
   pthread_cond_destroy(&m->cv);
   pthread_mutex_destroy(&m->mu);
+  pthread_mutex_destroy(&m->mpi_mu);
   free(m->slot);
   free(m->cancels);
   free(m->load);
   free(m->rank);
   free(m);
+}
+
+static void complete(mpi_executor *m, const unsigned char *msg, size_t len);
+
+/* A thread waiting on one of our futures looks for outcomes itself: a
+ * round trip then has no hand-off from the progress thread to the waiter.
+ * Meanwhile the progress thread stands by (progress). */
+static bool mx_poll(fp_executor *ex) {
+  mpi_executor *m = fp_executor_impl(ex);
+  atomic_store_explicit(&m->polled_at, fp_now(), memory_order_relaxed);
+  if (pthread_mutex_trylock(&m->mpi_mu)) return false;
+  int flag = 0, len = 0;
+  MPI_Message msg;
+  MPI_Status st;
+  unsigned char *buf = NULL;
+  pthread_mutex_lock(&m->mu);
+  bool open = !m->finished;
+  unit *to_send = open ? assign(m) : NULL;
+  pthread_mutex_unlock(&m->mu);
+  send_units(m, to_send);
+  if (open) MPI_Improbe(MPI_ANY_SOURCE, TAG_RESULT, m->comm, &flag, &msg, &st);
+  if (flag) buf = receive_matched(&msg, &st, &len);
+  bool sent = sends_progress(&m->sends);
+  pthread_mutex_unlock(&m->mpi_mu);
+  if (buf) complete(m, buf, (size_t)len);
+  free(buf);
+  return flag || to_send || sent;
 }
 
 static const fp_executor_vtable mpi_vtable = {
@@ -220,6 +271,7 @@ static const fp_executor_vtable mpi_vtable = {
     .destroy = mx_destroy,
     .cancel_running = mx_cancel_running,
     .shares_memory = false,
+    .poll = mx_poll,
 };
 
 /* ---- the progress thread ---- */
@@ -407,8 +459,9 @@ static void *progress(void *arg) {
   double quiet_since = fp_now();
   uint64_t *keys = NULL;
   size_t keys_room = 0;
-  pthread_mutex_lock(&m->mu);
   for (;;) {
+    pthread_mutex_lock(&m->mpi_mu);
+    pthread_mutex_lock(&m->mu);
     unit *to_send = assign(m);
     size_t ncancels = m->ncancels;
     if (ncancels > keys_room) {
@@ -429,37 +482,48 @@ static void *progress(void *arg) {
     bool progressed = to_send || ncancels;
     send_units(m, to_send);
     send_cancels(m, keys, ncancels);
-    int flag = 0;
+    int flag = 0, len = 0;
     MPI_Message msg;
     MPI_Status st;
+    unsigned char *buf = NULL;
     MPI_Improbe(MPI_ANY_SOURCE, TAG_RESULT, m->comm, &flag, &msg, &st);
-    if (flag) {
-      int len;
-      unsigned char *buf = receive_matched(&msg, &st, &len);
-      if (buf) complete(m, buf, (size_t)len);
-      free(buf);
-      progressed = true;
-    }
+    if (flag) buf = receive_matched(&msg, &st, &len);
     if (sends_progress(&m->sends)) progressed = true;
-    if (done && !flag) break;
+    bool sending = m->sends != NULL;
+    if (done && !flag) { /* MPI stays ours: a submit racing with shutdown sends nothing */
+      free(keys);
+      finish(m);
+      pthread_mutex_lock(&m->mu);
+      m->finished = true;
+      pthread_cond_broadcast(&m->cv);
+      pthread_mutex_unlock(&m->mu);
+      pthread_mutex_unlock(&m->mpi_mu);
+      return NULL;
+    }
+    pthread_mutex_unlock(&m->mpi_mu);
+    if (buf) complete(m, buf, (size_t)len); /* done callbacks may submit: MPI is free */
+    free(buf);
+    progressed = progressed || flag;
     pthread_mutex_lock(&m->mu);
     double now = fp_now();
     if (progressed) {
       quiet_since = now;
-    } else if (!m->inflight && !m->queue && !m->ncancels && !m->sends && !m->shutting_down) {
+    } else if (now - atomic_load_explicit(&m->polled_at, memory_order_relaxed) < 100e-6 &&
+               !m->shutting_down) {
+      /* A waiter polls: stand by, and look again within a millisecond
+       * (a submit does not wake us; a cancel or a shutdown does). */
+      m->standing_by = true;
+      poll_backoff(&m->cv, &m->mu, POLL_MAX_SLEEP_S * 10);
+      m->standing_by = false;
+      quiet_since = fp_now();
+    } else if (!m->inflight && !m->queue && !m->ncancels && !sending && !m->shutting_down) {
       pthread_cond_wait(&m->cv, &m->mu); /* nothing out there: nothing to poll */
       quiet_since = fp_now();
     } else {
       poll_backoff(&m->cv, &m->mu, now - quiet_since);
     }
+    pthread_mutex_unlock(&m->mu);
   }
-  free(keys);
-  finish(m);
-  pthread_mutex_lock(&m->mu);
-  m->finished = true;
-  pthread_cond_broadcast(&m->cv);
-  pthread_mutex_unlock(&m->mu);
-  return NULL;
 }
 
 /* ---- making one ---- */
@@ -490,6 +554,7 @@ static int start(MPI_Comm comm, bool spawned, int *ranks, int nworkers, const fp
     m->nworkers = nworkers;
     m->per_worker = o->tasks_per_worker;
     m->nslots = nslots;
+    pthread_mutex_init(&m->mpi_mu, NULL);
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
     rc = fp_executor_new(&mpi_vtable, m, nworkers * o->local_workers, &m->ex);
@@ -502,6 +567,7 @@ static int start(MPI_Comm comm, bool spawned, int *ranks, int nworkers, const fp
     if (rc) {
       pthread_cond_destroy(&m->cv);
       pthread_mutex_destroy(&m->mu);
+      pthread_mutex_destroy(&m->mpi_mu);
     }
   }
   if (rc) {

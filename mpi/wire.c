@@ -53,6 +53,8 @@ void *wire_run_unit(void *arg) {
   out o = {0};
   wire_header reply = {WIRE_MAGIC, h.count, 0};
   put(&o, &reply, sizeof reply);
+  uint64_t fn_id = 0;
+  fp_fn fn = NULL;
   for (uint32_t i = 0; i < h.count; i++) {
     wire_task t;
     if ((size_t)(end - p) < sizeof t) break;
@@ -62,7 +64,10 @@ void *wire_run_unit(void *arg) {
     if ((size_t)(end - p) < wire_padded(len)) break;
     const unsigned char *data = p;
     p += wire_padded(len);
-    fp_fn fn = fp_task_by_id(t.fn_id);
+    if (t.fn_id != fn_id) { /* a chunk's items share their function: look it up once */
+      fn_id = t.fn_id;
+      fn = fp_task_by_id(fn_id);
+    }
     char message[512];
     if (!fn) {
       snprintf(message, sizeof message,

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +258,67 @@ static void cancelling_a_running_task_stops_it_on_its_rank(fp_executor *ex) {
   fp_future_release(f);
 }
 
+/* In a rank's own threads: run until cancelled (30 s at most); 1 if the
+ * cancel reached it. */
+static void *until_cancelled(void *arg) {
+  (void)arg;
+  double t0 = fp_now();
+  while (!fp_cancel_requested() && fp_now() - t0 < 30) usleep(1000);
+  return (void *)(intptr_t)fp_cancel_requested();
+}
+FP_TASK_REGISTER(until_cancelled)
+
+/* In threads of each rank, a task that runs (and so polls no MPI) still
+ * hears its cancel: a rank's other thread receives it. Both ranks' tasks
+ * are stopped, and the ranks take new work at once. */
+static void a_cancel_reaches_a_task_running_in_a_rank(fp_executor *ex) {
+  fp_future *f[2];
+  for (int i = 0; i < 2; i++) CHECK(fp_submit(ex, until_cancelled, NULL, &f[i]) == 0);
+  double t0 = fp_now();
+  for (int i = 0; i < 2; i++) {
+    while (fp_future_running(f[i]) == false && fp_now() - t0 < 10) usleep(1000);
+    fp_future_cancel(f[i]);
+  }
+  for (int i = 0; i < 2; i++) {
+    CHECK(fp_future_wait(f[i], 30) == 0);
+    fp_future_release(f[i]);
+  }
+  /* Each rank ran one of them; had one not stopped, its rank (one thread)
+   * would run nothing else for 30 s. */
+  fp_future *g[4];
+  for (int i = 0; i < 4; i++) CHECK(fp_submit(ex, square, (void *)(intptr_t)i, &g[i]) == 0);
+  for (int i = 0; i < 4; i++) {
+    void *r;
+    CHECK(fp_future_result(g[i], 30, &r) == 0 && (intptr_t)r == i * i);
+    fp_future_release(g[i]);
+  }
+  CHECK(fp_now() - t0 < 10);
+}
+
+/* Two tasks on one rank meet (each waits, at most 10 s, until both have
+ * started in that process): 1 if they ran at the same time. */
+static atomic_int arrived;
+static void *meet(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&arrived, 1);
+  double t0 = fp_now();
+  while (atomic_load(&arrived) < 2 && fp_now() - t0 < 10) usleep(1000);
+  return (void *)(intptr_t)(atomic_load(&arrived) >= 2);
+}
+FP_TASK_REGISTER(meet)
+
+static void local_workers_run_at_once_in_a_rank(fp_executor *ex) {
+  int N = 2 * nworkers; /* two on each worker rank, each with local_workers 2 */
+  fp_future *f[2 * 8];
+  if (N > 2 * 8) N = 2 * 8;
+  for (int i = 0; i < N; i++) CHECK(fp_submit(ex, meet, NULL, &f[i]) == 0);
+  for (int i = 0; i < N; i++) {
+    void *r = NULL;
+    CHECK(fp_future_result(f[i], 30, &r) == 0 && (intptr_t)r == 1);
+    fp_future_release(f[i]);
+  }
+}
+
 static int next_tm_item(void *state, void **item) {
   intptr_t *i = state;
   if (*i >= 40) return 0;
@@ -310,23 +372,30 @@ static const struct {
   test_fn fn;
   double task_timeout;
   bool in_rank; /* isolate = false: tasks in threads of each rank */
+  int local_workers;
 } tests[] = {
-    {"results and errors come back with their task", results_and_errors_come_back_with_their_task, 0, false},
+    {"results and errors come back with their task", results_and_errors_come_back_with_their_task, 0, false, 1},
     {"an unregistered function is refused with its address",
-     an_unregistered_function_is_refused_with_its_address, 0, false},
-    {"waits over MPI and thread futures mixed", waits_over_mpi_and_thread_futures_mixed, 0, false},
-    {"a chunked map keeps order", a_chunked_map_keeps_order, 0, false},
-    {"bytes of 64 MiB both ways", bytes_of_64_mib_both_ways, 0, false},
-    {"a crash or an exit fails only its task", a_crash_or_an_exit_fails_only_its_task, 0, false},
-    {"a task past its timeout fails", a_task_past_its_timeout_fails, 0.5, false},
+     an_unregistered_function_is_refused_with_its_address, 0, false, 1},
+    {"waits over MPI and thread futures mixed", waits_over_mpi_and_thread_futures_mixed, 0, false, 1},
+    {"a chunked map keeps order", a_chunked_map_keeps_order, 0, false, 1},
+    {"bytes of 64 MiB both ways", bytes_of_64_mib_both_ways, 0, false, 1},
+    {"a crash or an exit fails only its task", a_crash_or_an_exit_fails_only_its_task, 0, false, 1},
+    {"a task past its timeout fails", a_task_past_its_timeout_fails, 0.5, false, 1},
     {"cancelling a running task stops it on its rank",
-     cancelling_a_running_task_stops_it_on_its_rank, 0, false},
-    {"the task manager fails fast across ranks", the_task_manager_fails_fast_across_ranks, 0, false},
-    {"shutdown with queued work returns", shutdown_with_queued_work_returns, 0, false},
+     cancelling_a_running_task_stops_it_on_its_rank, 0, false, 1},
+    {"the task manager fails fast across ranks", the_task_manager_fails_fast_across_ranks, 0, false, 1},
+    {"shutdown with queued work returns", shutdown_with_queued_work_returns, 0, false, 1},
     {"in threads of each rank: results and errors", results_and_errors_come_back_with_their_task,
-     0, true},
-    {"in threads of each rank: a chunked map", a_chunked_map_keeps_order, 0, true},
-    {"in threads of each rank: bytes", bytes_of_64_mib_both_ways, 0, true},
+     0, true, 1},
+    {"in threads of each rank: a chunked map", a_chunked_map_keeps_order, 0, true, 1},
+    {"in threads of each rank: bytes", bytes_of_64_mib_both_ways, 0, true, 1},
+    {"in threads of each rank: a cancel reaches a running task",
+     a_cancel_reaches_a_task_running_in_a_rank, 0, true, 1},
+    {"in threads of each rank: local workers run at once", local_workers_run_at_once_in_a_rank,
+     0, true, 2},
+    {"in threads of each rank, two each: results and errors",
+     results_and_errors_come_back_with_their_task, 0, true, 2},
 };
 
 static int spawn_mode(void) {
@@ -384,6 +453,7 @@ int main(int argc, char **argv) {
     fp_mpi_options_init(&o);
     o.task_timeout = tests[t].task_timeout;
     o.isolate = !tests[t].in_rank;
+    o.local_workers = tests[t].local_workers;
     in_rank = tests[t].in_rank;
     fp_executor *ex = NULL;
     int before = failures;
