@@ -58,6 +58,8 @@ typedef struct mpi_executor {
   bool standing_by;                  /* the progress thread lets a waiter poll (mu) */
   pending_send *sends;               /* (mpi_mu) */
   _Atomic double polled_at;          /* when a waiter last polled (mx_poll) */
+  void (*on_stream)(fp_future *f, const void *data, size_t len, void *userdata);
+  void *stream_userdata;
 } mpi_executor;
 
 void fp_mpi_options_init(fp_mpi_options *opt) {
@@ -236,6 +238,45 @@ static void mx_destroy(fp_executor *ex) {
 
 static void complete(mpi_executor *m, const unsigned char *msg, size_t len);
 
+/* A task's stream, to on_stream (mpi_mu held: streams are delivered in
+ * the order received, before the outcomes that follow them). */
+static void deliver_stream(mpi_executor *m, const unsigned char *msg, size_t len) {
+  wire_stream h;
+  if (len < sizeof h || !m->on_stream) return;
+  memcpy(&h, msg, sizeof h);
+  size_t s = (size_t)(h.key & 0xffffffffu);
+  fp_future *f = NULL;
+  pthread_mutex_lock(&m->mu);
+  if (s < m->nslots && m->slot[s] && m->slot[s]->key == h.key && h.index < m->slot[s]->n) {
+    f = m->slot[s]->fs[h.index];
+    fp_future_retain(f);
+  }
+  pthread_mutex_unlock(&m->mu);
+  if (!f) return; /* its unit is gone (cancelled) */
+  m->on_stream(f, msg + sizeof h, len - sizeof h, m->stream_userdata);
+  fp_future_release(f);
+}
+
+/* One look for a message from the workers (mpi_mu held): a stream is
+ * delivered here; outcomes are returned, to complete once MPI is let go
+ * (done callbacks may submit). */
+static bool receive_one(mpi_executor *m, unsigned char **outcomes, int *len) {
+  int flag = 0;
+  MPI_Message msg;
+  MPI_Status st;
+  *outcomes = NULL;
+  MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, m->comm, &flag, &msg, &st);
+  if (!flag) return false;
+  unsigned char *buf = receive_matched(&msg, &st, len);
+  if (buf && st.MPI_TAG == TAG_RESULT) {
+    *outcomes = buf;
+    return true;
+  }
+  if (buf && st.MPI_TAG == TAG_STREAM) deliver_stream(m, buf, (size_t)*len);
+  free(buf);
+  return true;
+}
+
 /* A thread waiting on one of our futures looks for outcomes itself: a
  * round trip then has no hand-off from the progress thread to the waiter.
  * Meanwhile the progress thread stands by (progress). */
@@ -243,17 +284,14 @@ static bool mx_poll(fp_executor *ex) {
   mpi_executor *m = fp_executor_impl(ex);
   atomic_store_explicit(&m->polled_at, fp_now(), memory_order_relaxed);
   if (pthread_mutex_trylock(&m->mpi_mu)) return false;
-  int flag = 0, len = 0;
-  MPI_Message msg;
-  MPI_Status st;
+  int len = 0;
   unsigned char *buf = NULL;
   pthread_mutex_lock(&m->mu);
   bool open = !m->finished;
   unit *to_send = open ? assign(m) : NULL;
   pthread_mutex_unlock(&m->mu);
   send_units(m, to_send);
-  if (open) MPI_Improbe(MPI_ANY_SOURCE, TAG_RESULT, m->comm, &flag, &msg, &st);
-  if (flag) buf = receive_matched(&msg, &st, &len);
+  bool flag = open && receive_one(m, &buf, &len);
   bool sent = sends_progress(&m->sends);
   pthread_mutex_unlock(&m->mpi_mu);
   if (buf) complete(m, buf, (size_t)len);
@@ -482,12 +520,9 @@ static void *progress(void *arg) {
     bool progressed = to_send || ncancels;
     send_units(m, to_send);
     send_cancels(m, keys, ncancels);
-    int flag = 0, len = 0;
-    MPI_Message msg;
-    MPI_Status st;
+    int len = 0;
     unsigned char *buf = NULL;
-    MPI_Improbe(MPI_ANY_SOURCE, TAG_RESULT, m->comm, &flag, &msg, &st);
-    if (flag) buf = receive_matched(&msg, &st, &len);
+    bool flag = receive_one(m, &buf, &len);
     if (sends_progress(&m->sends)) progressed = true;
     bool sending = m->sends != NULL;
     if (done && !flag) { /* MPI stays ours: a submit racing with shutdown sends nothing */
@@ -553,6 +588,8 @@ static int start(MPI_Comm comm, bool spawned, int *ranks, int nworkers, const fp
     m->spawned = spawned;
     m->nworkers = nworkers;
     m->per_worker = o->tasks_per_worker;
+    m->on_stream = o->on_stream;
+    m->stream_userdata = o->stream_userdata;
     m->nslots = nslots;
     pthread_mutex_init(&m->mpi_mu, NULL);
     pthread_mutex_init(&m->mu, NULL);

@@ -18,6 +18,7 @@
 #include "wire.h"
 
 #include <futureproof/executor.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -156,6 +157,31 @@ static void cancel_unit(server *s, uint64_t key) {
   }
 }
 
+/* ---- streams (fp_mpi_stream) ---- */
+
+/* The server whose serving thread this is (in_rank): tasks running here
+ * may stream. */
+static _Thread_local server *serving_here;
+
+int fp_mpi_stream(const void *data, size_t len) {
+  server *s = serving_here;
+  if (!s || !wire_current.running || (len && !data)) {
+    const char *why = len && !data ? "data is NULL"
+                                   : "not in a task on a worker rank's own thread (isolate = false)";
+    fp_log(FP_LOG_WARNING, "invalid argument: fp_mpi_stream: %s", why);
+    return fp_executor_fail(FP_EINVAL, "fp_mpi_stream: %s", why);
+  }
+  wire_stream h = {.key = wire_current.key, .index = wire_current.index};
+  unsigned char *msg = len <= INT_MAX - sizeof h ? malloc(sizeof h + len) : NULL;
+  if (!msg) return fp_executor_fail(FP_ENOMEM, "fp_mpi_stream: no memory for %zu bytes", len);
+  memcpy(msg, &h, sizeof h);
+  if (len) memcpy(msg + sizeof h, data, len);
+  pthread_mutex_lock(&s->mpi_mu);
+  bool queued = send_later(&s->sends, msg, sizeof h + len, s->root, TAG_STREAM, s->comm);
+  pthread_mutex_unlock(&s->mpi_mu);
+  return queued ? 0 : fp_executor_fail(FP_ENOMEM, "fp_mpi_stream: no memory");
+}
+
 /* ---- the serving threads as the local executor (in_rank) ---- */
 
 static int ir_submit(fp_executor *ex, fp_future *f, double timeout_s) {
@@ -286,6 +312,7 @@ static void take_turn(server *s) {
 static void *serving(void *arg) {
   server *s = arg;
   poll_thread_init();
+  if (s->in_rank) serving_here = s;
   pthread_mutex_lock(&s->mu);
   while (!s->finished) {
     fp_future *f = dequeue(s);
@@ -313,6 +340,7 @@ static void *serving(void *arg) {
     }
   }
   pthread_mutex_unlock(&s->mu);
+  serving_here = NULL;
   return NULL;
 }
 

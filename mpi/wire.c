@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Thread_local wire_running wire_current;
+
 /* A growing output message. */
 typedef struct out {
   unsigned char *data;
@@ -55,7 +57,9 @@ void *wire_run_unit(void *arg) {
   put(&o, &reply, sizeof reply);
   uint64_t fn_id = 0;
   fp_fn fn = NULL;
+  wire_current = (wire_running){true, h.key, 0};
   for (uint32_t i = 0; i < h.count; i++) {
+    wire_current.index = i;
     wire_task t;
     if ((size_t)(end - p) < sizeof t) break;
     memcpy(&t, p, sizeof t);
@@ -96,6 +100,7 @@ void *wire_run_unit(void *arg) {
         put_outcome(&o, 0, KIND_VALUE, (uint64_t)(uintptr_t)result, NULL, 0);
     }
   }
+  wire_current.running = false;
   if (o.failed) {
     free(o.data);
     return fp_raise(FP_ENOMEM, "futureproof-mpi: no memory for the results");

@@ -11,12 +11,13 @@
 #define FP_MPI_WIRE_H
 
 #include <futureproof.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define WIRE_MAGIC 0x31706d66u /* "fmp1" */
 
-enum { TAG_UNIT = 7701, TAG_RESULT, TAG_CANCEL, TAG_SHUTDOWN };
+enum { TAG_UNIT = 7701, TAG_RESULT, TAG_CANCEL, TAG_SHUTDOWN, TAG_STREAM };
 enum { KIND_VALUE = 1, KIND_BYTES = 2 };
 
 typedef struct wire_header {
@@ -36,6 +37,22 @@ typedef struct wire_outcome {
   uint32_t kind;
   uint64_t value;  /* a value result, or the length of what follows */
 } wire_outcome;
+
+/* A task's stream (fp_mpi_stream): this, then the bytes. */
+typedef struct wire_stream {
+  uint64_t key;    /* the unit's */
+  uint32_t index;  /* the task's in its unit */
+  uint32_t pad;
+} wire_stream;
+
+/* The task of a unit that wire_run_unit is running in this thread
+ * (running false outside one): what fp_mpi_stream sends with. */
+typedef struct wire_running {
+  bool running;
+  uint64_t key;
+  uint32_t index;
+} wire_running;
+extern _Thread_local wire_running wire_current;
 
 static inline size_t wire_padded(size_t n) { return (n + 7) & ~(size_t)7; }
 

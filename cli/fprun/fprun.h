@@ -110,6 +110,8 @@ typedef struct job_options {
   bool line_buffer;      /* with group: write whole lines as they come */
   const char *tag;       /* with line_buffer: prefix each line with it, or NULL */
   double (*timeout_now)(void); /* the timeout, asked while it runs (--timeout N%) */
+  /* with line_buffer: where whole lines go (fd 1 or 2); NULL: job_write_lines */
+  int (*write_lines)(int fd, const char *data, size_t len, const char *tag);
 } job_options;
 
 typedef struct job_result {
@@ -131,6 +133,10 @@ typedef struct job_result {
  * negative code (FP_ENOMEM, spawn failures other than "not found"). */
 int job_run(char *const *argv, const job_options *opt, job_result *res);
 void job_result_clear(job_result *res);
+/* Write lines of a job's output to fd 1 (stdout) or 2 (stderr), each
+ * prefixed with tag and a tab if tag is not NULL, under the output lock,
+ * flushed. 0, or -errno. */
+int job_write_lines(int fd, const char *data, size_t len, const char *tag);
 /* Write a job's collected output: whole, under one lock (stdout then
  * stderr). 0, or -errno when stdout cannot be written (a full disk). */
 int job_write_output(const job_result *res, const char *tag);

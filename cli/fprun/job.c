@@ -109,25 +109,32 @@ static int write_tagged(FILE *to, const char *data, size_t len, const char *tag)
   return 0;
 }
 
-/* --line-buffer: write the whole lines collected so far (all: and what
- * is left), under the output lock, and keep the rest. */
-static void write_lines(job_result *res, const char *tag, bool all) {
+int job_write_lines(int fd, const char *data, size_t len, const char *tag) {
+  FILE *to = fd == 2 ? stderr : stdout;
+  pthread_mutex_lock(&output_mu);
+  int rc = write_tagged(to, data, len, tag) || fflush(to) ? (errno ? -errno : -EIO) : 0;
+  pthread_mutex_unlock(&output_mu);
+  return rc;
+}
+
+/* --line-buffer: hand the whole lines collected so far (all: and what is
+ * left) to opt->write_lines (job_write_lines: to stdout and stderr, under
+ * the output lock), and keep the rest. */
+static void write_lines(job_result *res, const job_options *opt, bool all) {
   struct stream {
     char **buf;
     size_t *len;
-    FILE *to;
-  } streams[2] = {{&res->out, &res->out_len, stdout}, {&res->err, &res->err_len, stderr}};
+    int fd;
+  } streams[2] = {{&res->out, &res->out_len, 1}, {&res->err, &res->err_len, 2}};
   for (int k = 0; k < 2; k++) {
     struct stream *st = &streams[k];
     size_t whole = *st->len;
     if (!all)
       while (whole && (*st->buf)[whole - 1] != '\n') whole--;
     if (!whole) continue;
-    pthread_mutex_lock(&output_mu);
-    if ((write_tagged(st->to, *st->buf, whole, tag) || fflush(st->to)) && st->to == stdout &&
-        !res->write_error)
-      res->write_error = errno ? -errno : -EIO;
-    pthread_mutex_unlock(&output_mu);
+    int rc = (opt->write_lines ? opt->write_lines : job_write_lines)(st->fd, *st->buf, whole,
+                                                                     opt->tag);
+    if (rc && st->fd == 1 && !res->write_error) res->write_error = rc;
     memmove(*st->buf, *st->buf + whole, *st->len - whole);
     *st->len -= whole;
   }
@@ -179,7 +186,7 @@ int job_run(char *const *argv, const job_options *opt, job_result *res) {
     poll(p, 3, 20); /* a look at the clock and at a stop request, 50 times a second */
     if (out[0] >= 0 && drain(&out[0], &res->out, &res->out_len, &res->received) == FP_ENOMEM) break;
     if (err[0] >= 0 && drain(&err[0], &res->err, &res->err_len, NULL) == FP_ENOMEM) break;
-    if (opt->line_buffer) write_lines(res, opt->tag, false);
+    if (opt->line_buffer) write_lines(res, opt, false);
     double now = fp_now();
     if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
       exited = true;
@@ -214,7 +221,7 @@ int job_run(char *const *argv, const job_options *opt, job_result *res) {
   if (out[0] >= 0) close(out[0]);
   if (err[0] >= 0) close(err[0]);
   if (pidfd >= 0) close(pidfd);
-  if (opt->line_buffer) write_lines(res, opt->tag, true); /* a last line without its newline */
+  if (opt->line_buffer) write_lines(res, opt, true); /* a last line without its newline */
   res->runtime = fp_now() - t0;
   if (WIFSIGNALED(status)) {
     res->signal = WTERMSIG(status);

@@ -12,11 +12,48 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The request: timeout and grace, then the argv's strings, NUL-ended. */
+/* The request: timeout, grace and how output goes, then the argv's
+ * strings and the tag (empty: none), NUL-ended. */
 typedef struct request {
   double timeout, kill_grace;
   uint32_t argc;
+  uint8_t group, line_buffer, pad[2];
 } request;
+
+/* --line-buffer: whole lines go to rank 0 as they come (fp_mpi_stream),
+ * after this header and the tag. */
+typedef struct stream_header {
+  int32_t fd;
+  uint32_t tag_len;
+} stream_header;
+
+/* On a worker rank: whole lines of the job, to rank 0 now. */
+static int stream_lines(int fd, const char *data, size_t len, const char *tag) {
+  stream_header h = {fd, tag ? (uint32_t)strlen(tag) : 0};
+  size_t size = sizeof h + h.tag_len + len;
+  char *msg = malloc(size);
+  if (!msg) return FP_ENOMEM;
+  memcpy(msg, &h, sizeof h);
+  if (h.tag_len) memcpy(msg + sizeof h, tag, h.tag_len);
+  memcpy(msg + sizeof h + h.tag_len, data, len);
+  int rc = fp_mpi_stream(msg, size);
+  free(msg);
+  return rc;
+}
+
+/* On rank 0: a job's lines from its worker rank, written as a local
+ * job's are. */
+static void lines_arrived(fp_future *f, const void *data, size_t len, void *userdata) {
+  (void)f, (void)userdata;
+  stream_header h;
+  if (len < sizeof h) return;
+  memcpy(&h, data, sizeof h);
+  if (len - sizeof h < h.tag_len) return;
+  const char *p = (const char *)data + sizeof h;
+  char *tag = h.tag_len ? strndup(p, h.tag_len) : NULL;
+  job_write_lines(h.fd == 2 ? 2 : 1, p + h.tag_len, len - sizeof h - h.tag_len, tag);
+  free(tag);
+}
 
 /* The reply, then the output and the error output. */
 typedef struct reply {
@@ -36,16 +73,24 @@ static void *fprun_remote_job(void *arg) {
   char **argv = calloc((size_t)q.argc + 1, sizeof *argv);
   if (!argv) return fp_raise(FP_ENOMEM, "fprun --mpi: out of memory");
   const char *p = (const char *)in->data + sizeof q, *end = (const char *)in->data + in->size;
-  for (uint32_t i = 0; i < q.argc; i++) {
+  const char *tag = NULL;
+  for (uint32_t i = 0; i <= q.argc; i++) { /* the argv, then the tag */
     const char *nul = memchr(p, 0, (size_t)(end - p));
     if (!nul) {
       free(argv);
       return fp_raise(FP_EINVAL, "fprun --mpi: a malformed request");
     }
-    argv[i] = (char *)p;
+    if (i < q.argc) argv[i] = (char *)p;
+    else tag = *p ? p : NULL;
     p = nul + 1;
   }
-  job_options jo = {.timeout = q.timeout, .kill_grace = q.kill_grace, .group = true};
+  /* -u: the job writes to this rank's own stdout, which mpirun forwards */
+  job_options jo = {.timeout = q.timeout,
+                    .kill_grace = q.kill_grace,
+                    .group = q.group,
+                    .line_buffer = q.group && q.line_buffer,
+                    .tag = tag,
+                    .write_lines = stream_lines};
   job_result res;
   int rc = job_run(argv, &jo, &res);
   free(argv);
@@ -79,6 +124,7 @@ int remote_start(int *argc, char ***argv, int slots, fp_executor **ex) {
   o.isolate = false;             /* jobs are processes already; a stop reaches them */
   o.local_workers = slots;       /* -j is per rank, as GNU parallel's is per host */
   o.tasks_per_worker = slots;    /* a job leaves rank 0 only when a slot can take it */
+  o.on_stream = lines_arrived;   /* --line-buffer */
   int rc = fp_mpi_comm_executor_new(MPI_COMM_WORLD, 0, &o, ex);
   if (rc) return -1;
   return *ex ? 0 : 1; /* 1: a worker rank, done serving */
@@ -94,17 +140,22 @@ void remote_end(void) { MPI_Finalize(); }
 
 int remote_job_run(fp_executor *ex, char *const *argv, const job_options *opt, job_result *res) {
   memset(res, 0, sizeof *res);
-  size_t size = sizeof(request), argc = 0;
+  const char *tag = opt->tag ? opt->tag : "";
+  size_t size = sizeof(request) + strlen(tag) + 1, argc = 0;
   for (; argv[argc]; argc++) size += strlen(argv[argc]) + 1;
   char *buf = malloc(size);
   if (!buf) return FP_ENOMEM;
-  request q = {opt->timeout_now ? opt->timeout_now() : opt->timeout, opt->kill_grace,
-               (uint32_t)argc};
+  request q = {.timeout = opt->timeout_now ? opt->timeout_now() : opt->timeout,
+               .kill_grace = opt->kill_grace,
+               .argc = (uint32_t)argc,
+               .group = opt->group,
+               .line_buffer = opt->line_buffer};
   memcpy(buf, &q, sizeof q);
   size_t at = sizeof q;
-  for (size_t i = 0; i < argc; i++) {
-    size_t n = strlen(argv[i]) + 1;
-    memcpy(buf + at, argv[i], n);
+  for (size_t i = 0; i <= argc; i++) {
+    const char *str = i < argc ? argv[i] : tag;
+    size_t n = strlen(str) + 1;
+    memcpy(buf + at, str, n);
     at += n;
   }
   fp_future *f;

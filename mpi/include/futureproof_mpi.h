@@ -14,8 +14,8 @@
  * a task that crashes, exits or runs past task_timeout fails only its own
  * future (FP_ECRASHED, FP_ETIMEDOUT, naming the rank and the host), and the
  * rank goes on serving; cancelling a running task kills its local worker
- * process. MPI is called from one progress thread on the root and from the
- * serving thread on a worker: MPI_THREAD_SERIALIZED is enough. */
+ * process. MPI is called by one thread at a time on each rank:
+ * MPI_THREAD_SERIALIZED is enough. */
 #ifndef FUTUREPROOF_MPI_H
 #define FUTUREPROOF_MPI_H
 
@@ -38,6 +38,12 @@ typedef struct fp_mpi_options {
   double task_timeout;       /* seconds a unit (a task, or fp_map's chunk) may run; 0: none */
   int max_workers;           /* spawn mode: worker processes to start (default 1) */
   const char *worker_program; /* spawn mode: the program to start (default: this one) */
+  /* The root: what tasks send with fp_mpi_stream, for the future of the
+   * task that sent it, in the order sent and before the future completes.
+   * Called in whichever root thread receives it, with MPI held: be quick,
+   * and do not submit to this executor nor wait on it. NULL: dropped. */
+  void (*on_stream)(fp_future *f, const void *data, size_t len, void *userdata);
+  void *stream_userdata;
 } fp_mpi_options;
 FP_EXTERN void fp_mpi_options_init(fp_mpi_options *opt);
 
@@ -70,6 +76,13 @@ FP_EXTERN int fp_mpi_comm_executor_new(MPI_Comm comm, int root, const fp_mpi_opt
  * (default: this program) with MPI_Comm_spawn; they must call
  * fp_mpi_init first. Not collective: call it on one rank. */
 FP_EXTERN int fp_mpi_spawn_executor_new(const fp_mpi_options *opt, fp_executor **out);
+
+/* Inside a task running on a worker rank in the rank's own threads
+ * (isolate = false): send len bytes of data to the root now, ahead of the
+ * task's result (a job's output as it comes, progress); the root's
+ * on_stream gets them. 0; FP_EINVAL (and a warning) anywhere else, a
+ * worker process of an isolated rank included; FP_ENOMEM. */
+FP_EXTERN int fp_mpi_stream(const void *data, size_t len);
 
 #ifdef __cplusplus
 }

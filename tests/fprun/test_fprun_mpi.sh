@@ -38,4 +38,19 @@ run -j1 --halt never --joblog "$tmp/r.log" 'exit $(({} % 2))' ::: 1 2 3 4 >/dev/
 check "--resume-failed runs only what failed" $'1\n3' \
   "$(run -j1 -k --resume-failed --joblog "$tmp/r.log" echo ::: 1 2 3 4 2>/dev/null)"
 
+# --line-buffer: a remote job's lines reach rank 0's output as they come.
+# The job prints a line, then waits (10 s at most) for a file that the
+# test makes only once it has seen that line.
+run --lb --tag -j1 'echo first {}; for i in $(seq 200); do [ -e {} ] && break; sleep 0.05; done; echo second {}' \
+  ::: "$tmp/go" >"$tmp/lb" 2>/dev/null &
+lb=$!
+wait_file_has "$tmp/lb" "first" 5
+check "--line-buffer: a line arrives while its job still runs" yes "$(grep -q first "$tmp/lb" && echo yes)"
+touch "$tmp/go"
+wait $lb
+check "--line-buffer: every line, tagged, in order" "$tmp/go	first $tmp/go|$tmp/go	second $tmp/go" \
+  "$(paste -sd'|' "$tmp/lb")"
+check "-u: the jobs' output reaches the terminal through mpirun" $'a\nb' \
+  "$(run -u -j1 echo ::: a b 2>/dev/null | sort)"
+
 finish "fprun --mpi"

@@ -319,6 +319,70 @@ static void local_workers_run_at_once_in_a_rank(fp_executor *ex) {
   }
 }
 
+/* Streams: each task sends three values, then returns; the root keeps
+ * what arrives, with whether its future was done by then. */
+static void *stream_three(void *arg) {
+  intptr_t v = (intptr_t)arg;
+  for (intptr_t i = 0; i < 3; i++) {
+    intptr_t x = v * 10 + i;
+    int rc = fp_mpi_stream(&x, sizeof x);
+    if (rc) return fp_raise(rc, "fp_mpi_stream: %s", fp_last_error_message());
+  }
+  return arg;
+}
+FP_TASK_REGISTER(stream_three)
+
+enum { STREAMED_MAX = 256 };
+static struct {
+  uint64_t id;
+  intptr_t value;
+  bool done_already;
+} streamed[STREAMED_MAX];
+static atomic_int nstreamed;
+
+static void collect_stream(fp_future *f, const void *data, size_t len, void *userdata) {
+  CHECK(userdata == (void *)streamed && len == sizeof(intptr_t));
+  int at = atomic_fetch_add(&nstreamed, 1);
+  if (at >= STREAMED_MAX || len != sizeof(intptr_t)) return;
+  streamed[at].id = fp_future_id(f);
+  memcpy(&streamed[at].value, data, sizeof(intptr_t));
+  streamed[at].done_already = fp_future_done(f);
+}
+
+static void streams_come_in_order_before_the_result(fp_executor *ex) {
+  enum { N = 20 };
+  atomic_store(&nstreamed, 0);
+  fp_future *f[N];
+  for (intptr_t i = 0; i < N; i++) CHECK(fp_submit(ex, stream_three, (void *)i, &f[i]) == 0);
+  for (intptr_t i = 0; i < N; i++) {
+    void *r = NULL;
+    CHECK(fp_future_result(f[i], 30, &r) == 0 && (intptr_t)r == i);
+  }
+  CHECK(atomic_load(&nstreamed) == 3 * N);
+  for (intptr_t i = 0; i < N; i++) {
+    int seen = 0;
+    for (int k = 0; k < atomic_load(&nstreamed) && k < STREAMED_MAX; k++) {
+      if (streamed[k].id != fp_future_id(f[i])) continue;
+      CHECK(streamed[k].value == i * 10 + seen); /* in the order sent */
+      CHECK(!streamed[k].done_already);         /* before the result */
+      seen++;
+    }
+    CHECK(seen == 3);
+    fp_future_release(f[i]);
+  }
+  intptr_t x = 0;
+  CHECK(fp_mpi_stream(&x, sizeof x) == FP_EINVAL); /* not in a task on a worker rank */
+}
+
+/* In a worker process (isolated), there is no MPI to stream with. */
+static void a_worker_process_cannot_stream(fp_executor *ex) {
+  fp_future *f;
+  CHECK(fp_submit(ex, stream_three, (void *)1, &f) == 0);
+  CHECK(fp_future_result(f, 30, NULL) == FP_EINVAL);
+  CHECK(strstr(fp_last_error_message(), "isolate = false") != NULL);
+  fp_future_release(f);
+}
+
 static int next_tm_item(void *state, void **item) {
   intptr_t *i = state;
   if (*i >= 40) return 0;
@@ -394,6 +458,9 @@ static const struct {
      a_cancel_reaches_a_task_running_in_a_rank, 0, true, 1},
     {"in threads of each rank: local workers run at once", local_workers_run_at_once_in_a_rank,
      0, true, 2},
+    {"a worker process cannot stream", a_worker_process_cannot_stream, 0, false, 1},
+    {"in threads of each rank: streams come in order, before the result",
+     streams_come_in_order_before_the_result, 0, true, 1},
     {"in threads of each rank, two each: results and errors",
      results_and_errors_come_back_with_their_task, 0, true, 2},
 };
@@ -454,6 +521,8 @@ int main(int argc, char **argv) {
     o.task_timeout = tests[t].task_timeout;
     o.isolate = !tests[t].in_rank;
     o.local_workers = tests[t].local_workers;
+    o.on_stream = collect_stream;
+    o.stream_userdata = streamed;
     in_rank = tests[t].in_rank;
     fp_executor *ex = NULL;
     int before = failures;
