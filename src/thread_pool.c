@@ -279,6 +279,8 @@ static fp_future *steal_from_others(thread_pool *p, worker *w, bool inboxes) {
 
 /* Outside submissions: the shared deque and the lanes, each worker starting
  * one further on each time, so that none waits behind a busy one. */
+static void wake_one(thread_pool *p, bool sleeping);
+
 static fp_future *take_any_outside(thread_pool *p, worker *w, bool lag) {
   size_t sources = 1 + lanes_in_use(p);
   for (size_t k = 0; k < sources; k++) {
@@ -287,6 +289,13 @@ static fp_future *take_any_outside(thread_pool *p, worker *w, bool lag) {
     fp_future *f = d ? take_outside(p, w, d, lag) : NULL;
     if (f) {
       w->next_source = i + 1;
+      /* More is queued (there, or in the batch now in our inbox) and
+       * nobody is looking: wake a sleeper for it. Else it could wait for
+       * as long as this task runs -- for ever, if the task waits for it
+       * without helping (fp_wait). */
+      if ((fp__deque_size(d) || fp__deque_size(&w->inbox)) &&
+          atomic_load_explicit(&p->sleepers, memory_order_relaxed))
+        wake_one(p, true);
       return f;
     }
   }
@@ -455,13 +464,26 @@ static void task_returned(void *ctx, bool ran) {
                           memory_order_relaxed);
 }
 
+static int spawn(thread_pool *p);
+
+static void start_another(thread_pool *p) {
+  pthread_mutex_lock(&p->mu);
+  int rc = fully_started(p) ? 0 : spawn(p);
+  pthread_mutex_unlock(&p->mu);
+  if (rc) fp_log(FP_LOG_WARNING, "cannot start another worker thread: %s", fp_strerror(rc));
+}
+
 static void run_task(thread_pool *p, worker *w, fp_future *f) {
   if (atomic_load_explicit(&p->base.broken, memory_order_acquire)) {
     fp__future_fail_static(f, FP_EBROKEN, p->base.broken_message);
   } else if (atomic_load_explicit(&p->base.cancel_all, memory_order_relaxed)) {
     fp_future_cancel(f); /* taken from the queue as shutdown cancelled it */
   } else {
-    if (!fully_started(p)) atomic_fetch_sub(&p->available, 1);
+    /* The last free thread takes a task while more is queued (a submit
+     * that counted it free just before it took this one): start another,
+     * else the rest waits for as long as this task runs. */
+    if (!fully_started(p) && atomic_fetch_sub(&p->available, 1) <= 1 && any_work(p))
+      start_another(p);
     fp__future_run(f, task_returned, w);
   }
   fp_future_release(f); /* the executor's reference */

@@ -576,7 +576,65 @@ START_TEST(cancel_requested_inside_a_running_task) {
 }
 END_TEST
 
-TEST_MAIN("thread_pool", submit_returns_results_and_task_errors, ids_are_unique_within_an_executor,
+/* A task that waits without helping (fp_wait does not run queued tasks)
+ * for a task queued right behind it: an idle worker must run that one.
+ * It used to wait, with every other worker asleep, when the first worker
+ * had taken both (the second into its inbox, where nobody looked). */
+static fp_future *_Atomic queued_behind;
+static fp_future *behind_gate;
+static void *wait_without_helping(void *arg) {
+  (void)arg;
+  fp_future_wait(behind_gate, LONG_WAIT);
+  fp_future *other = atomic_load(&queued_behind);
+  fp_wait(&other, 1, FP_ALL_COMPLETED, 5, NULL, NULL, NULL, NULL);
+  return (void *)(intptr_t)fp_future_done(other);
+}
+static void *after_the_gate(void *arg) {
+  fp_future_wait(behind_gate, LONG_WAIT);
+  return arg;
+}
+
+START_TEST(a_task_queued_behind_a_waiting_one_is_run_by_an_idle_worker) {
+  fp_executor *ex = new_pool(6);
+  for (int round = 0; round < 2000; round++) {
+    ck_assert_int_eq(fp_future_new(&behind_gate), 0);
+    fp_future *a, *b;
+    ck_assert_int_eq(fp_submit(ex, wait_without_helping, NULL, &a), 0);
+    ck_assert_int_eq(fp_submit(ex, after_the_gate, NULL, &b), 0);
+    atomic_store(&queued_behind, b);
+    fp_future_set_result(behind_gate, NULL);
+    ck_assert_msg(value_of(a) == 1, "round %d: the second task did not run", round);
+    fp_future_release(a);
+    fp_future_release(b);
+    fp_future_release(behind_gate);
+  }
+  fp_executor_free(ex);
+}
+END_TEST
+
+/* The same on a pool that has not started its threads yet: when its only
+ * thread takes the first task, the second needs another thread. */
+START_TEST(a_pool_starts_a_thread_for_a_task_queued_behind_a_waiting_one) {
+  for (int round = 0; round < 300; round++) {
+    fp_executor *ex = new_pool(2);
+    ck_assert_int_eq(fp_future_new(&behind_gate), 0);
+    fp_future *a, *b;
+    ck_assert_int_eq(fp_submit(ex, wait_without_helping, NULL, &a), 0);
+    ck_assert_int_eq(fp_submit(ex, after_the_gate, NULL, &b), 0);
+    atomic_store(&queued_behind, b);
+    fp_future_set_result(behind_gate, NULL);
+    ck_assert_msg(value_of(a) == 1, "round %d: the second task did not run", round);
+    fp_future_release(a);
+    fp_future_release(b);
+    fp_future_release(behind_gate);
+    fp_executor_free(ex);
+  }
+}
+END_TEST
+
+TEST_MAIN("thread_pool", submit_returns_results_and_task_errors,
+          a_task_queued_behind_a_waiting_one_is_run_by_an_idle_worker,
+          a_pool_starts_a_thread_for_a_task_queued_behind_a_waiting_one, ids_are_unique_within_an_executor,
           raise_with_code_zero_is_etask,
           submit_after_shutdown_fails, bad_options_and_arguments,
           default_workers_is_min_32_ncpu_plus_4, threads_start_lazily_and_idle_ones_are_reused,
