@@ -198,13 +198,16 @@ FP_EXTERN bool fp_future_cancelled(const fp_future *f);
  * (fp_cancel_requested() turns true inside it). */
 FP_EXTERN bool fp_future_cancel(fp_future *f);
 
-/* Wait until done, at most timeout_s. 0 or FP_ETIMEDOUT. */
+/* Wait until done, at most timeout_s. 0 or FP_ETIMEDOUT; in a task,
+ * FP_EDEADLK at once when the wait could never end (a cycle of waits,
+ * named in the message: docs/deadlocks.md). */
 FP_EXTERN int fp_future_wait(fp_future *f, double timeout_s);
 
 /* The result: waits at most timeout_s, then returns
  *   0 and *out = the task's return value;
  *   the task's error code (its message in fp_future_error / fp_last_error);
- *   FP_ECANCELED if cancelled; FP_ETIMEDOUT if not done in time.
+ *   FP_ECANCELED if cancelled; FP_ETIMEDOUT if not done in time;
+ *   FP_EDEADLK (in a task) if the wait could never end.
  * With a result destructor the future still owns the result. out may be
  * NULL. */
 FP_EXTERN int fp_future_result(fp_future *f, double timeout_s, void **out);
@@ -226,6 +229,9 @@ FP_EXTERN int fp_future_on_done(fp_future *f, fp_done_cb cb, void *userdata);
 FP_EXTERN fp_fn fp_future_fn(const fp_future *f);
 FP_EXTERN void *fp_future_arg(const fp_future *f);
 FP_EXTERN uint64_t fp_future_id(const fp_future *f);
+/* The task's name (fp_task_options.name, or its function's name: see
+ * there) in buf, truncated to len; returns buf ("" if f is NULL). */
+FP_EXTERN const char *fp_future_name(const fp_future *f, char *buf, size_t len);
 
 /* For the party that completes a future (executors, bridges):
  * set_running: pending -> running (0); FP_ECANCELED if it was cancelled
@@ -272,6 +278,10 @@ typedef struct fp_task_options {
   fp_free_fn arg_free;
   /* Called with a non-NULL result when the future is freed. */
   fp_free_fn result_free;
+  /* The task's name in messages (deadlocks, unretrieved errors), copied.
+   * NULL: its function's registered name (fp_task_register), else its
+   * symbol where it can be found (dladdr), else its address. */
+  const char *name;
 } fp_task_options;
 
 /* Submit fn(arg). On success *out holds a new future (one reference).
@@ -397,7 +407,8 @@ typedef enum {
  * once. done / not_done (each may be NULL, else room for n) receive the
  * distinct futures (borrowed: no reference is taken); their counts go to
  * n_done / n_not_done. A timeout is not an error: the unfinished are in
- * not_done. Returns 0, FP_EINVAL or FP_ENOMEM. O(n). */
+ * not_done. Returns 0, FP_EINVAL or FP_ENOMEM; in a task, FP_EDEADLK at
+ * once if the wait could never end (done / not_done still filled). O(n). */
 FP_EXTERN int fp_wait(fp_future *const *fs, size_t n, fp_return_when when, double timeout_s,
                       fp_future **done, size_t *n_done, fp_future **not_done,
                       size_t *n_not_done);
@@ -411,7 +422,8 @@ FP_EXTERN int fp_as_completed_new(fp_future *const *fs, size_t n, double timeout
                                   fp_as_completed **out);
 /* 0 and *out = the next done future (borrowed, valid until the iterator is
  * freed); FP_EOF when every future was yielded; FP_ETIMEDOUT with the
- * message "N (of M) futures unfinished" in fp_last_error(). */
+ * message "N (of M) futures unfinished" in fp_last_error(); in a task,
+ * FP_EDEADLK if every one left waits on it. */
 FP_EXTERN int fp_as_completed_next(fp_as_completed *it, fp_future **out);
 FP_EXTERN void fp_as_completed_free(fp_as_completed *it);
 
@@ -494,6 +506,10 @@ typedef struct fp_tm_options {
   /* Keep every consumed task for fp_tm_completed_tasks. Off by default:
    * memory would grow with the number of tasks. */
   bool keep_completed;
+  /* Name each fp_tm_map item's task in messages (the log policy's line,
+   * the fail-fast error, deadlocks): write a short description of item,
+   * e.g. its URL, into buf (len bytes). NULL: the function's name. */
+  void (*describe)(const void *item, char *buf, size_t len);
 } fp_tm_options;
 FP_EXTERN void fp_tm_options_init(fp_tm_options *opt);
 
@@ -514,6 +530,10 @@ FP_EXTERN int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manag
  * code. out (may be NULL) receives a reference to the task. */
 FP_EXTERN int fp_tm_submit(fp_task_manager *tm, fp_fn fn, void *arg, double timeout_s,
                            fp_task **out);
+/* fp_tm_submit with the task's name for messages (copied; NULL: the
+ * function's name). */
+FP_EXTERN int fp_tm_submit_named(fp_task_manager *tm, fp_fn fn, void *arg, const char *name,
+                                 double timeout_s, fp_task **out);
 
 /* Add fn over every item next() produces, read lazily: an item is read only
  * when the window has room, so an endless input runs in constant memory.

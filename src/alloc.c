@@ -66,6 +66,13 @@ void fp__free(void *ptr) {
   if (ptr) alloc.free_fn(ptr);
 }
 
+char *fp__strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *copy = fp__malloc(n);
+  if (copy) memcpy(copy, s, n);
+  return copy;
+}
+
 char *fp__vformat(const char *fmt, va_list ap) {
   va_list copy;
   va_copy(copy, ap);

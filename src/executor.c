@@ -166,7 +166,7 @@ int fp_submit_bytes(fp_executor *ex, fp_fn fn, const void *data, size_t size, fp
   if (!data && size) return fp__einval("fp_submit_bytes: data is NULL");
   fp_bytes *arg = fp_bytes_copy(data, size);
   if (!arg) return fp__fail(FP_ENOMEM, "fp_submit_bytes: no memory for %zu bytes", size);
-  fp_task_options topt = {fp_bytes_free, fp_bytes_free};
+  fp_task_options topt = {.arg_free = fp_bytes_free, .result_free = fp_bytes_free};
   int rc = fp__submit(ex, fn, arg, &topt, -1, true, out);
   if (rc) fp_bytes_free(arg);
   return rc;

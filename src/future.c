@@ -40,6 +40,7 @@ typedef struct extra {
   fp_free_fn arg_free, result_free;
   fp_error error;   /* message points to text or a static string */
   char *text;       /* owned */
+  char *name;       /* fp_task_options.name, owned */
 } extra;
 
 /* One cache line (slabs carve futures at 64-byte strides, below): 10^6
@@ -59,7 +60,7 @@ struct fp_future {
 
 /* The error of a failed task whose extra block could not be allocated. */
 static const extra no_memory_for_error = {
-    NULL, NULL, {FP_ENOMEM, "out of memory recording the task's error"}, NULL};
+    NULL, NULL, {FP_ENOMEM, "out of memory recording the task's error"}, NULL, NULL};
 
 static void lock(fp_future *f) {
   for (unsigned i = 1;; i++) {
@@ -89,10 +90,17 @@ typedef struct running_task {
   bool raised;
   int code;
   char *text;
+  /* Wait-cycle detection (deadlock.c). A worker that helps while it waits
+   * runs other tasks on top of this one, on this thread's stack: */
+  struct running_task *outer; /* the task below this one on the thread, or NULL */
+  fp_future *help_target;     /* the future it waits for while it helps, or NULL */
+  fp__wait_edge help_edge;    /* its edge, linked only once a task above it sleeps */
 } running_task;
 static _Thread_local running_task *current_task;
 
 bool fp__future_is_bytes(const fp_future *f) { return tag_of(f) & TAG_BYTES; }
+
+fp_future *fp__current_future(void) { return current_task ? current_task->f : NULL; }
 
 /* The running future was cancelled. */
 bool fp__future_cancel_requested(const fp_future *f) {
@@ -146,8 +154,10 @@ fp_future *fp__future_new_task(fp_executor *ex, fp_fn fn, void *arg,
   uint64_t id = atomic_fetch_add_explicit(&ex->next_id, 1, memory_order_relaxed) + 1;
   fp_future *f = future_alloc();
   if (!f) return NULL;
-  if (topt && (topt->arg_free || topt->result_free)) {
-    if (!(f->extra = fp__calloc(1, sizeof *f->extra))) {
+  if (topt && (topt->arg_free || topt->result_free || topt->name)) {
+    if (!(f->extra = fp__calloc(1, sizeof *f->extra)) ||
+        (topt->name && !(f->extra->name = fp__strdup(topt->name)))) {
+      fp__free(f->extra);
       fp__slab_free(f, slot_of(f));
       return NULL;
     }
@@ -174,6 +184,8 @@ static void mark_observed(fp_future *f) {
 /* The failure of a failed future. */
 static const fp_error *error_of(const fp_future *f) { return &f->extra->error; }
 
+static const char *own_name(const fp_future *f, char *buf, size_t len);
+
 static void future_free(fp_future *f, bool run_destructors) {
   for (fp__wait_node *n = f->listeners, *next; n; n = next) { /* callbacks never run */
     next = n->next;
@@ -182,11 +194,13 @@ static void future_free(fp_future *f, bool run_destructors) {
   unsigned state = atomic_load(&f->state);
   extra *x = f->extra;
   if (run_destructors) {
-    if (failed_state(state) && !(tag_of(f) & TAG_OBSERVED))
+    if (failed_state(state) && !(tag_of(f) & TAG_OBSERVED)) {
+      char name[128];
       fp_log(FP_LOG_WARNING,
-             "future %llu (task %p, arg %p) failed and nobody retrieved its error: %s: %s",
-             (unsigned long long)id_of(f), (void *)(uintptr_t)f->fn, f->arg,
+             "future %llu (%s, arg %p) failed and nobody retrieved its error: %s: %s",
+             (unsigned long long)id_of(f), own_name(f, name, sizeof name), f->arg,
              fp_err_name(error_of(f)->code), error_of(f)->message);
+    }
     if ((state & ST_MASK) == FP_FINISHED && !failed_state(state) && f->result && x &&
         x->result_free)
       x->result_free(f->result);
@@ -194,6 +208,7 @@ static void future_free(fp_future *f, bool run_destructors) {
   }
   if (x && x != &no_memory_for_error) {
     fp__free(x->text);
+    fp__free(x->name);
     fp__free(x);
   }
   fp__slab_free(f, slot_of(f));
@@ -254,6 +269,25 @@ bool fp_future_carries_bytes(const fp_future *f) {
 fp_fn fp_future_fn(const fp_future *f) { return present(f, __func__) ? f->fn : NULL; }
 void *fp_future_arg(const fp_future *f) { return present(f, __func__) ? f->arg : NULL; }
 uint64_t fp_future_id(const fp_future *f) { return present(f, __func__) ? id_of(f) : 0; }
+
+/* Its name from what the future itself holds: fp_task_options.name, else
+ * its function's. */
+static const char *own_name(const fp_future *f, char *buf, size_t len) {
+  const extra *x = f->extra;
+  if (x && x != &no_memory_for_error && x->name) {
+    snprintf(buf, len, "%s", x->name);
+    return buf;
+  }
+  return fp__fn_name(f->fn, buf, len);
+}
+
+const char *fp_future_name(const fp_future *f, char *buf, size_t len) {
+  if (!buf || !len) return buf;
+  buf[0] = 0;
+  if (!present(f, __func__)) return buf;
+  if (fp__tm_task_name(f, buf, len)) return buf; /* a task manager's: its task's name */
+  return own_name(f, buf, len);
+}
 
 /* ---- completing ---- */
 
@@ -406,11 +440,13 @@ void fp__future_run(fp_future *f, fp__returned_fn returned, void *ctx) {
     if (returned) returned(ctx, false);
     return;
   }
-  running_task task = {f, false, 0, NULL};
   running_task *outer = current_task; /* a task may run another (helping) */
+  running_task task = {.f = f, .outer = outer};
   current_task = &task;
   void *result = f->fn(f->arg);
   current_task = outer;
+  /* It may be named as what outer waits for: not once it is gone. */
+  if (outer && outer->help_edge.linked) fp__wait_edge_nest(&outer->help_edge, NULL);
   if (returned) returned(ctx, true);
   if (task.raised) {
     if (result && f->extra && f->extra->result_free) f->extra->result_free(result);
@@ -432,7 +468,7 @@ void *fp__call_task(fp_fn fn, void *arg, int *code, char **text) {
   running_task *outer = current_task;
   /* Called from inside a task (an executor running units in its own
    * threads), it shares that task's cancel: fp_cancel_requested works. */
-  running_task task = {outer ? outer->f : NULL, false, 0, NULL};
+  running_task task = {.f = outer ? outer->f : NULL, .outer = outer};
   current_task = &task;
   void *result = fn(arg);
   current_task = outer;
@@ -595,7 +631,30 @@ static bool spin_until_done(fp_future *f) {
   }
 }
 
-/* Sleep until f is done or the deadline passes; true if done. */
+/* Before a task sleeps waiting for f: its edge in the wait-for graph (in
+ * edge, or its help edge when it helps), after those of the tasks below
+ * it on this thread, which wait for the one above them; FP_EDEADLK if the
+ * sleep could never end. Nothing outside a task. */
+void fp__hold_helpers(void) {
+  running_task *me = current_task;
+  for (running_task *above = me, *o = me ? me->outer : NULL; o; above = o, o = o->outer)
+    if (o->help_target && o->f) fp__wait_edge_hold(&o->help_edge, o->f, &o->help_target, above->f);
+}
+
+static int record_sleep(fp__wait_edge *edge, fp_future *const *f) {
+  running_task *me = current_task;
+  if (!me || !me->f) return 0;
+  fp__hold_helpers();
+  if (me->help_target == *f) { /* a helper's sleep: its help edge, checked again */
+    fp__wait_edge_remove(&me->help_edge);
+    return fp__wait_edge_add(&me->help_edge, &me->help_target, 1, false);
+  }
+  return fp__wait_edge_add(edge, f, 1, false); /* f lives as long as the sleep */
+}
+
+/* Sleep until f is done or the deadline passes; true if done. In a task,
+ * a sleep that could never end (a cycle of waits) fails at once: *rc =
+ * FP_EDEADLK. */
 static bool wait_sleeping(fp_future *f, const fp__deadline *d, int *rc) {
   fp__waiter w;
   if (fp__waiter_init(&w)) {
@@ -605,7 +664,13 @@ static bool wait_sleeping(fp_future *f, const fp__deadline *d, int *rc) {
   fp__wait_node node;
   bool done = true;
   if (fp__waiter_add(&w, &node, f)) {
-    done = fp__waiter_pop(&w, d) != NULL;
+    fp__wait_edge edge = {0};
+    if ((*rc = record_sleep(&edge, &f))) {
+      done = false;
+    } else {
+      done = fp__waiter_pop(&w, d) != NULL;
+      fp__wait_edge_remove(&edge);
+    }
     fp__waiter_remove(&node);
   }
   fp__waiter_destroy(&w);
@@ -618,6 +683,8 @@ static bool wait_sleeping(fp_future *f, const fp__deadline *d, int *rc) {
  * When nothing is queued it sleeps on the future a millisecond at a time,
  * looking again for work in between. */
 static bool help_until_done(fp_future *f, const fp__deadline *d, int *rc) {
+  running_task *me = current_task; /* helping: what a task above it may wait for */
+  if (me) me->help_target = f;
   help_depth++;
   bool done;
   while (!(done = is_done_state(atomic_load(&f->state)))) {
@@ -628,6 +695,10 @@ static bool help_until_done(fp_future *f, const fp__deadline *d, int *rc) {
     if (!wait_sleeping(f, &slice, rc) && *rc) break;
   }
   help_depth--;
+  if (me) {
+    fp__wait_edge_remove(&me->help_edge);
+    me->help_target = NULL;
+  }
   return done;
 }
 

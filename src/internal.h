@@ -28,6 +28,7 @@ fp_free_fn fp__current_free(void); /* the free that goes with fp__malloc now */
 void *fp__calloc_lines(size_t size);
 void fp__free_lines(void *ptr);
 char *fp__vformat(const char *fmt, va_list ap); /* fp__malloc'd; NULL on ENOMEM */
+char *fp__strdup(const char *s);                /* fp__malloc'd; NULL on ENOMEM */
 /* Called before the allocator changes, to give back cached memory of the
  * one in force (the futures' slabs register theirs). */
 typedef void (*fp__alloc_hook)(void);
@@ -127,6 +128,43 @@ bool fp__future_cancel_requested(const fp_future *f);
  * looking at the error. */
 bool fp__future_failed(const fp_future *f);
 
+
+/* ---- wait-cycle detection (deadlock.c) ----
+ * Before a task sleeps in a wait, it records what it waits for (targets,
+ * which must stay valid until the edge is removed; any: it waits for one
+ * of them, else for all); fp__wait_edge_add fails with FP_EDEADLK (the
+ * thread's last error naming the cycle) if that wait could never end. */
+typedef struct fp__wait_edge {
+  fp_future *waiter; /* the future of the task that waits; NULL outside a task */
+  fp_future *const *targets;
+  size_t n;
+  bool any;
+  bool linked;
+  /* A task the waiting thread runs meanwhile (helping): the waiter
+   * resumes only once it returns, so it waits for that one too. */
+  fp_future *nested;
+  struct fp__wait_edge *next;
+} fp__wait_edge;
+int fp__wait_edge_add(fp__wait_edge *e, fp_future *const *targets, size_t n, bool any);
+void fp__wait_edge_remove(fp__wait_edge *e);
+void fp__wait_edge_nest(fp__wait_edge *e, fp_future *nested);
+/* Link e (if it is not) as waiter's wait for targets[0], with nested as
+ * the task it runs meanwhile; no check (the sleep above it checks). */
+void fp__wait_edge_hold(fp__wait_edge *e, fp_future *waiter, fp_future *const *targets,
+                        fp_future *nested);
+/* The future of the task this thread runs; NULL outside a task. */
+fp_future *fp__current_future(void);
+/* Before the task this thread runs sleeps: record the edges of the tasks
+ * below it on this thread (they help while they wait, and wait for the
+ * one above them). (future.c) */
+void fp__hold_helpers(void);
+
+/* A function's name for messages, in buf: its registered name, else its
+ * symbol (dladdr), else "fn 0x...". Returns buf. (registry.c) */
+const char *fp__fn_name(fp_fn fn, char *buf, size_t len);
+/* The name of the task behind a task manager's future (its trampoline
+ * runs it), in buf; NULL if f is not one. (task_manager.c) */
+const char *fp__tm_task_name(const fp_future *f, char *buf, size_t len);
 
 /* An executor's own thread, waiting on a future of its executor, runs the
  * executor's queued tasks meanwhile (vt->run_queued, future.c). Nested

@@ -60,7 +60,7 @@ static void fill_batch(fp_map *m, size_t want) {
     n++;
   }
   if (!n) return;
-  fp_task_options topt = {m->opt.item_free, m->opt.result_free};
+  fp_task_options topt = {.arg_free = m->opt.item_free, .result_free = m->opt.result_free};
   int rc = fp__submit_batch(m->ex, m->fn, m->batch, n, &topt, m->chunked, m->batch_futures);
   if (rc) {
     if (m->opt.item_free) /* read by the map, so the map's */
@@ -76,7 +76,7 @@ static void fill_batch(fp_map *m, size_t want) {
 
 /* Read and submit items until the window is full or the input ends. */
 static void fill(fp_map *m) {
-  fp_task_options topt = {m->opt.item_free, m->opt.result_free};
+  fp_task_options topt = {.arg_free = m->opt.item_free, .result_free = m->opt.result_free};
   while (!m->end_code && m->count < m->opt.buffersize) {
     size_t room = m->opt.buffersize - m->count;
     if (m->batch && m->chunked) { /* whole chunks only: a trickle of 1-item chunks

@@ -4,11 +4,14 @@
  * send the id instead of a pointer. Two open-addressing tables (by id, by
  * function) index one array of entries; a mutex guards them. The registry
  * lives as long as the program (registrations happen before main, before
- * any allocator is set): plain malloc, never freed. */
-#define _POSIX_C_SOURCE 200809L
+ * any allocator is set): plain malloc, never freed. Also: a function's
+ * name for messages (fp__fn_name). */
+#define _GNU_SOURCE
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,6 +128,19 @@ fp_fn fp_task_by_id(uint64_t id) {
   fp_fn fn = at ? entries[at - 1].fn : NULL;
   pthread_mutex_unlock(&mu);
   return fn;
+}
+
+const char *fp__fn_name(fp_fn fn, char *buf, size_t len) {
+  const char *name = fp_task_name(fn);
+  Dl_info info;
+  if (!name && fn && dladdr((void *)(uintptr_t)fn, &info) && info.dli_sname &&
+      info.dli_saddr == (void *)(uintptr_t)fn)
+    name = info.dli_sname;
+  if (name)
+    snprintf(buf, len, "%s", name);
+  else
+    snprintf(buf, len, "fn %p", (void *)(uintptr_t)fn);
+  return buf;
 }
 
 const char *fp_task_name(fp_fn fn) {

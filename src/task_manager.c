@@ -10,6 +10,7 @@ struct fp_task {
   fp_fn fn;
   void *arg;
   fp_free_fn arg_free;
+  char *name;                   /* given (fp_tm_submit_named, describe), or NULL */
   _Atomic(fp_future *) future; /* NULL until handed to the executor */
   atomic_bool dropped;          /* never handed over: the run stopped first */
   uint64_t index;
@@ -126,7 +127,17 @@ void fp_task_release(fp_task *t) {
   if (!t || atomic_fetch_sub(&t->refs, 1) != 1) return;
   fp_future_release(atomic_load(&t->future));
   if (t->arg_free) t->arg_free(t->arg);
+  fp__free(t->name);
   fp__free(t);
+}
+
+/* The task's name for messages, in buf. */
+static const char *task_name(const fp_task *t, char *buf, size_t len) {
+  if (t->name) {
+    snprintf(buf, len, "%s", t->name);
+    return buf;
+  }
+  return fp__fn_name(t->fn, buf, len);
 }
 
 static bool task_present(const fp_task *t, const char *fn) {
@@ -234,6 +245,11 @@ static void *trampoline(void *arg) {
   return result;
 }
 
+const char *fp__tm_task_name(const fp_future *f, char *buf, size_t len) {
+  if (fp_future_fn(f) != trampoline) return NULL;
+  return task_name(fp_future_arg(f), buf, len);
+}
+
 /* Begin a stop (mu held): returns true if this call began it. */
 static bool begin_stop(fp_task_manager *tm, int code, fp_task *failed, const char *fmt, ...)
     FP_PRINTF(4, 5);
@@ -291,13 +307,14 @@ static void on_task_done(fp_future *f, void *userdata) {
     tm->completed++;
   if (err && !(atomic_load(&tm->stopping) && err->code == FP_ECANCELED)) {
     tm->failed++;
+    char name[128];
     if (tm->opt.error_policy == FP_POLICY_RAISE)
-      began_stop = begin_stop(tm, err->code, t, "task %llu failed: %s: %s",
-                                     (unsigned long long)t->index, fp_err_name(err->code),
-                                     err->message);
+      began_stop = begin_stop(tm, err->code, t, "task %llu (%s) failed: %s: %s",
+                              (unsigned long long)t->index, task_name(t, name, sizeof name),
+                              fp_err_name(err->code), err->message);
     else if (tm->opt.error_policy == FP_POLICY_LOG)
-      fp_log(FP_LOG_WARNING, "task %llu (fn %p, arg %p) failed: %s: %s",
-             (unsigned long long)t->index, (void *)(uintptr_t)t->fn, t->arg,
+      fp_log(FP_LOG_WARNING, "task %llu (%s, arg %p) failed: %s: %s",
+             (unsigned long long)t->index, task_name(t, name, sizeof name), t->arg,
              fp_err_name(err->code), err->message);
   }
   pthread_cond_broadcast(&tm->cv);
@@ -323,8 +340,9 @@ static void hand_over(fp_task_manager *tm, fp_task *t) {
    * (timed from here; a stop kills its worker instead). */
   bool shared = fp__executor_shares_memory(tm->ex);
   if (!shared) t->started_at = fp__now();
+  fp_task_options named = {.name = t->name}; /* a worker process's future is fn's own */
   int rc = shared ? fp_submit_ex(tm->ex, trampoline, t, NULL, -1, &f)
-                  : fp_submit_ex(tm->ex, t->fn, t->arg, NULL, -1, &f);
+                  : fp_submit_ex(tm->ex, t->fn, t->arg, t->name ? &named : NULL, -1, &f);
   pthread_mutex_lock(&tm->mu);
   if (rc == 0) {
     atomic_store(&t->future, f);
@@ -378,6 +396,14 @@ static void feed(fp_task_manager *tm) {
     pthread_mutex_unlock(&tm->mu); /* the input is the caller's code */
     int rc = s->iter(s->state, &item);
     fp_task *t = rc > 0 ? task_new(s->fn, item, s->item_free) : NULL;
+    if (t && tm->opt.describe) { /* the caller's code too: outside the lock */
+      char name[256] = "";
+      tm->opt.describe(item, name, sizeof name);
+      if (name[0] && !(t->name = fp__strdup(name))) {
+        fp__free(t);
+        t = NULL;
+      }
+    }
     pthread_mutex_lock(&tm->mu);
     if (rc > 0 && !t) {
       if (s->item_free) s->item_free(item);
@@ -469,6 +495,11 @@ static int add_source(fp_task_manager *tm, tm_source *s) {
 }
 
 int fp_tm_submit(fp_task_manager *tm, fp_fn fn, void *arg, double timeout_s, fp_task **out) {
+  return fp_tm_submit_named(tm, fn, arg, NULL, timeout_s, out);
+}
+
+int fp_tm_submit_named(fp_task_manager *tm, fp_fn fn, void *arg, const char *name,
+                       double timeout_s, fp_task **out) {
   if (out) *out = NULL;
   if (!tm || !fn) return fp__einval("fp_tm_submit: %s is NULL", tm ? "function" : "manager");
   if (fp__check_timeout(timeout_s, "fp_tm_submit")) return FP_EINVAL;
@@ -491,6 +522,10 @@ int fp_tm_submit(fp_task_manager *tm, fp_fn fn, void *arg, double timeout_s, fp_
   if (!rc) {
     t = task_new(fn, arg, NULL);
     s = fp__calloc(1, sizeof *s);
+    if (t && name && !(t->name = fp__strdup(name))) {
+      fp__free(t);
+      t = NULL;
+    }
     if (!t || !s) {
       fp__free(t);
       fp__free(s);

@@ -82,16 +82,34 @@ int fp_wait(fp_future *const *fs, size_t n, fp_return_when when, double timeout_
     }
   }
   /* Sleep until the condition holds: the completers append our nodes to
-   * w's ready list and count failures in w.failed. */
+   * w's ready list and count failures in w.failed. In a task, a sleep that
+   * could never end fails at once (FP_EDEADLK): for all of them, one that
+   * waits on this task is enough; for the first, every pending one must. */
+  fp__wait_edge edge = {0};
+  fp_future **targets = NULL;
   pthread_mutex_lock(&w.mu);
   for (;;) {
     size_t done_count = already + w.ready, failed_count = already_failed + w.failed;
     if (done_count == (size_t)m) break;
     if (when == FP_FIRST_COMPLETED && done_count > 0) break;
     if (when == FP_FIRST_EXCEPTION && failed_count > 0) break;
-    if (timeout_s == 0 || fp__cond_wait(&w.cv, &w.mu, &d) == ETIMEDOUT) break;
+    if (timeout_s == 0) break;
+    if (!targets && fp__current_future() && (targets = fp__malloc_array((size_t)m, sizeof *targets))) {
+      pthread_mutex_unlock(&w.mu);
+      size_t pending = 0;
+      for (long i = 0; i < m; i++)
+        if (!fp_future_done(uniq[i])) targets[pending++] = uniq[i];
+      fp__hold_helpers();
+      rc = fp__wait_edge_add(&edge, targets, pending, when != FP_ALL_COMPLETED);
+      pthread_mutex_lock(&w.mu);
+      if (rc) break;
+      continue; /* the condition again: something may have finished meanwhile */
+    }
+    if (fp__cond_wait(&w.cv, &w.mu, &d) == ETIMEDOUT) break;
   }
   pthread_mutex_unlock(&w.mu);
+  fp__wait_edge_remove(&edge);
+  fp__free(targets);
   for (size_t i = 0; i < linked; i++) fp__waiter_remove(&nodes[i]);
   fp__waiter_destroy(&w);
   fp__free(nodes);
@@ -109,7 +127,7 @@ int fp_wait(fp_future *const *fs, size_t n, fp_return_when when, double timeout_
   fp__free(uniq);
   if (n_done) *n_done = nd;
   if (n_not_done) *n_not_done = nn;
-  return 0;
+  return rc; /* 0, or FP_EDEADLK (done and not_done say where things stand) */
 }
 
 /* ---- fp_as_completed ---- */
@@ -123,6 +141,7 @@ struct fp_as_completed {
   size_t *done_now;     /* indexes of futures done at creation, in order */
   size_t done_now_count, done_now_next;
   size_t yielded;
+  bool *taken;          /* by index: yielded already */
 };
 
 int fp_as_completed_new(fp_future *const *fs, size_t n, double timeout_s,
@@ -138,12 +157,15 @@ int fp_as_completed_new(fp_future *const *fs, size_t n, double timeout_s,
     it->futures = fp__malloc_array(room, sizeof *it->futures);
     it->nodes = fp__malloc_array(room, sizeof *it->nodes);
     it->done_now = fp__malloc_array(room, sizeof *it->done_now);
+    it->taken = fp__calloc(room, sizeof *it->taken);
   }
-  if (!it || !it->futures || !it->nodes || !it->done_now || fp__waiter_init(&it->waiter)) {
+  if (!it || !it->futures || !it->nodes || !it->done_now || !it->taken ||
+      fp__waiter_init(&it->waiter)) {
     if (it) {
       fp__free(it->futures);
       fp__free(it->nodes);
       fp__free(it->done_now);
+      fp__free(it->taken);
       fp__free(it);
     }
     return fp__fail(FP_ENOMEM, "fp_as_completed_new: out of memory for %zu futures", n);
@@ -170,14 +192,38 @@ int fp_as_completed_next(fp_as_completed *it, fp_future **out) {
   *out = NULL;
   if (it->yielded == it->count) return fp__fail(FP_EOF, "every future was yielded");
   if (it->done_now_next < it->done_now_count) {
-    *out = it->futures[it->done_now[it->done_now_next++]];
+    size_t i = it->done_now[it->done_now_next++];
+    it->taken[i] = true;
+    *out = it->futures[i];
     it->yielded++;
     return 0;
   }
+  /* In a task, a sleep that could never end (each future not yielded yet
+   * waits on this task) fails at once. */
+  fp__wait_edge edge = {0};
+  fp_future **targets = NULL;
+  pthread_mutex_lock(&it->waiter.mu);
+  bool ready = it->waiter.ready > 0;
+  pthread_mutex_unlock(&it->waiter.mu);
+  if (!ready && fp__current_future() &&
+      (targets = fp__malloc_array(it->count - it->yielded, sizeof *targets))) {
+    size_t n = 0;
+    for (size_t i = 0; i < it->count; i++)
+      if (!it->taken[i]) targets[n++] = it->futures[i];
+    fp__hold_helpers();
+    int rc = fp__wait_edge_add(&edge, targets, n, true);
+    if (rc) {
+      fp__free(targets);
+      return rc;
+    }
+  }
   fp__wait_node *node = fp__waiter_pop(&it->waiter, &it->deadline);
+  fp__wait_edge_remove(&edge);
+  fp__free(targets);
   if (!node)
     return fp__fail(FP_ETIMEDOUT, "%zu (of %zu) futures unfinished", it->count - it->yielded,
                     it->count);
+  it->taken[node - it->nodes] = true;
   *out = node->future;
   it->yielded++;
   return 0;
@@ -193,5 +239,6 @@ void fp_as_completed_free(fp_as_completed *it) {
   fp__free(it->futures);
   fp__free(it->nodes);
   fp__free(it->done_now);
+  fp__free(it->taken);
   fp__free(it);
 }

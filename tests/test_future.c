@@ -224,7 +224,7 @@ START_TEST(references_and_destructors) {
   atomic_store(&freed_results, 0);
   atomic_store(&freed_args, 0);
   fp_executor *ex = new_pool(2);
-  fp_task_options topt = {count_arg_free, free_and_count};
+  fp_task_options topt = {.arg_free = count_arg_free, .result_free = free_and_count};
   fp_future *f;
   ck_assert_int_eq(fp_submit_ex(ex, task_malloc_result, malloc(8), &topt, -1, &f), 0);
   void *r;
@@ -245,7 +245,7 @@ START_TEST(references_and_destructors) {
   fp_future *blocker, *queued;
   fp_executor *one = new_pool(1);
   fp_submit(one, task_wait_gate, &g, &blocker);
-  fp_task_options topt2 = {count_arg_free, count_result_free};
+  fp_task_options topt2 = {.arg_free = count_arg_free, .result_free = count_result_free};
   fp_submit_ex(one, task_identity, malloc(8), &topt2, -1, &queued);
   ck_assert(fp_future_cancel(queued));
   fp_future_release(queued);
@@ -267,15 +267,28 @@ START_TEST(unretrieved_error_is_reported_at_last_release) {
   ck_assert(captured("warning: "));
   ck_assert(captured("nobody retrieved its error: EIO: nobody looked at me"));
 
-  /* through a pool: the report names the task */
+  /* through a pool: the report names the task, by the name it was given */
   capture_start();
   fp_executor *ex = new_pool(1);
-  fp_submit(ex, task_fail, (void *)17, &f);
+  fp_task_options named = {.name = "the failing task"};
+  fp_submit_ex(ex, task_fail, (void *)17, &named, -1, &f);
   fp_future_wait(f, LONG_WAIT);
-  fp_executor_free(ex);
   fp_future_release(f);
-  ck_assert(captured("future 1 (task"));
+  ck_assert(captured("future 1 (the failing task, arg 0x11)"));
   ck_assert(captured("item 17 failed on purpose"));
+  /* else by its function's name where it is registered, else its address */
+  fp_task_register("task_fail", task_fail);
+  fp_submit(ex, task_fail, (void *)18, &f);
+  fp_future_wait(f, LONG_WAIT);
+  fp_future_release(f);
+  ck_assert(captured("future 2 (task_fail, arg 0x12)"));
+  fp_submit(ex, task_identity, (void *)19, &f); /* static: no symbol to find */
+  fp_future_wait(f, LONG_WAIT);
+  ck_assert_int_eq(fp_future_id(f), 3);
+  char name[64];
+  ck_assert(strncmp(fp_future_name(f, name, sizeof name), "fn 0x", 5) == 0);
+  fp_future_release(f);
+  fp_executor_free(ex);
 }
 END_TEST
 
@@ -308,7 +321,7 @@ START_TEST(an_error_that_cannot_be_recorded_is_enomem) {
   fp_future *warm, *plain, *with_destructors;
   ck_assert_int_eq(fp_submit(ex, task_identity, NULL, &warm), 0);
   ck_assert_int_eq(fp_future_wait(warm, LONG_WAIT), 0);
-  fp_task_options topt = {count_arg_free, count_result_free};
+  fp_task_options topt = {.arg_free = count_arg_free, .result_free = count_result_free};
   ck_assert_int_eq(fp_submit_ex(ex, task_fail, malloc(8), &topt, -1, &with_destructors), 0);
   ck_assert_int_eq(fp_future_wait(with_destructors, LONG_WAIT), 0);
 

@@ -300,6 +300,41 @@ START_TEST(raise_asks_running_tasks_to_stop_and_cancels_queued) {
 }
 END_TEST
 
+/* Names: a describe callback names each map item's task, fp_tm_submit_named
+ * a task, in the log policy's line and in the fail-fast error. */
+static void describe_item(const void *item, char *buf, size_t len) {
+  snprintf(buf, len, "https://example.org/%ld", (long)(intptr_t)item);
+}
+
+START_TEST(tasks_are_named_in_the_log_line_and_the_fail_fast_error) {
+  capture_start();
+  fp_executor *ex = new_pool(2);
+  fp_tm_options opt;
+  fp_tm_options_init(&opt);
+  opt.error_policy = FP_POLICY_LOG;
+  opt.monitor_interval = 0;
+  opt.describe = describe_item;
+  fp_task_manager *tm;
+  fp_tm_new(ex, &opt, &tm);
+  counter c = {0, 10, 0, 0};
+  fp_tm_map(tm, every_fifth_fails, count_up, &c, NULL);
+  ck_assert_int_eq(fp_tm_run(tm, LONG_WAIT), 0);
+  ck_assert(captured("(https://example.org/4, arg 0x4) failed: EIO: task for item 4 failed"));
+  fp_tm_free(tm);
+  opt.error_policy = FP_POLICY_RAISE;
+  opt.describe = NULL;
+  fp_tm_new(ex, &opt, &tm);
+  fp_task *t;
+  ck_assert_int_eq(fp_tm_submit_named(tm, every_fifth_fails, (void *)4, "the fifth", LONG_WAIT, &t), 0);
+  ck_assert_int_eq(fp_tm_run(tm, LONG_WAIT), -5);
+  ck_assert_msg(strstr(fp_last_error_message(), "task 1 (the fifth) failed: EIO"), "%s",
+                fp_last_error_message());
+  fp_task_release(t);
+  fp_tm_free(tm);
+  fp_executor_free(ex);
+}
+END_TEST
+
 START_TEST(log_reports_each_failure_and_goes_on) {
   capture_start();
   atomic_store(&ran_count, 0);
@@ -315,7 +350,7 @@ START_TEST(log_reports_each_failure_and_goes_on) {
   fp_tm_map(tm, every_fifth_fails, count_up, &c, NULL);
   ck_assert_int_eq(fp_tm_run(tm, LONG_WAIT), 0);
   ck_assert_int_eq(atomic_load(&ran_count), 50);
-  ck_assert(captured("warning: task 5 (fn"));
+  ck_assert(captured("warning: task 5 (fn 0x")); /* a static function: its address */
   ck_assert(captured("failed: EIO: task for item 4 failed"));
   ck_assert(captured("failed: EIO: task for item 49 failed"));
   fp_task *const *done;
@@ -621,7 +656,7 @@ START_TEST(bad_arguments) {
 }
 END_TEST
 
-TEST_MAIN("task_manager", policy_from_string_any_case,
+TEST_MAIN("task_manager", tasks_are_named_in_the_log_line_and_the_fail_fast_error, policy_from_string_any_case,
           task_handles_expose_fn_arg_result_state_and_times, submit_and_map_keep_submission_order,
           the_window_is_never_exceeded, map_over_an_endless_input_stops_after_n_results,
           submit_waits_for_room_with_a_deadline, a_consumer_in_another_thread_unblocks_submit,
