@@ -232,6 +232,8 @@ FP_EXTERN uint64_t fp_future_id(const fp_future *f);
 /* The task's name (fp_task_options.name, or its function's name: see
  * there) in buf, truncated to len; returns buf ("" if f is NULL). */
 FP_EXTERN const char *fp_future_name(const fp_future *f, char *buf, size_t len);
+/* How many times its task started (1 without retries; 0 before it ran). */
+FP_EXTERN int fp_future_attempts(const fp_future *f);
 
 /* For the party that completes a future (executors, bridges):
  * set_running: pending -> running (0); FP_ECANCELED if it was cancelled
@@ -271,6 +273,23 @@ FP_EXTERN void fp_thread_pool_options_init(fp_thread_pool_options *opt);
  * max_workers. FP_EINVAL for bad options, FP_ENOMEM. */
 FP_EXTERN int fp_thread_pool_new(const fp_thread_pool_options *opt, fp_executor **out);
 
+/* Retry with back-off (fp_task_options.retry, fp_tm_options.retry): a
+ * task that fails runs again, after a delay, until it succeeds or
+ * max_attempts were made; its future fails only then, with the last error
+ * and "(after N attempts)" in the message. The waits between attempts
+ * occupy no worker and no thread (the library's timer). Zero: no retry. */
+typedef struct fp_retry {
+  int max_attempts;   /* attempts in all; 0 or 1: no retry */
+  double first_delay; /* seconds before the second attempt */
+  double factor;      /* each next delay is the last one times this (below 1: 1) */
+  double max_delay;   /* seconds, the longest delay; 0: no cap */
+  double jitter;      /* 0 to 1: each delay times a random 1 - jitter .. 1 + jitter */
+  /* The codes retried: codes[0..ncodes); ncodes 0: every error but
+   * FP_ECANCELED, FP_ESHUTDOWN and FP_EBROKEN. */
+  int codes[8];
+  int ncodes;
+} fp_retry;
+
 /* Per-task options for fp_submit_ex. Zero-initialise what you do not use. */
 typedef struct fp_task_options {
   /* Called with the argument when the future is freed (the task ran, failed
@@ -282,6 +301,7 @@ typedef struct fp_task_options {
    * NULL: its function's registered name (fp_task_register), else its
    * symbol where it can be found (dladdr), else its address. */
   const char *name;
+  fp_retry retry; /* none by default */
 } fp_task_options;
 
 /* Submit fn(arg). On success *out holds a new future (one reference).
@@ -295,6 +315,28 @@ FP_EXTERN int fp_try_submit(fp_executor *ex, fp_fn fn, void *arg, fp_future **ou
 /* topt may be NULL; timeout_s bounds the wait for queue room. */
 FP_EXTERN int fp_submit_ex(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *topt,
                            double timeout_s, fp_future **out);
+/* Submit fn(arg) delay_s seconds from now (fp_submit_at: at fp_now()
+ * time `at`). The future is pending meanwhile: fp_future_cancel cancels it
+ * before it starts, and a shutdown cancels it if it is not due yet. No
+ * thread waits for it: the library's one timer hands it over when due.
+ * FP_EINVAL for a negative or NaN delay. */
+FP_EXTERN int fp_submit_after(fp_executor *ex, double delay_s, fp_fn fn, void *arg,
+                              fp_future **out);
+FP_EXTERN int fp_submit_at(fp_executor *ex, double at, fp_fn fn, void *arg, fp_future **out);
+
+/* ---- combinators (no thread blocks while they wait; any executor) ----
+ * Each gives a new future (one reference in *out). Errors and cancels of
+ * what it waits on pass through (code and message); cancelling it cancels
+ * what it waits on. FP_EINVAL for NULL arguments, FP_ENOMEM. */
+/* When f succeeds, run fn(f's result) on ex; out gets fn's outcome. f's
+ * failure or cancel becomes out's, and fn does not run. */
+FP_EXTERN int fp_future_then(fp_future *f, fp_executor *ex, fp_fn fn, fp_future **out);
+/* Done when all of fs[0..n) succeed (result NULL), or at the first that
+ * fails or is cancelled (with its outcome); n 0: done at once. */
+FP_EXTERN int fp_when_all(fp_future *const *fs, size_t n, fp_future **out);
+/* Done when the first of fs[0..n) is: its index as the result
+ * ((uintptr_t)), or its failure or cancel. n must be at least 1. */
+FP_EXTERN int fp_when_any(fp_future *const *fs, size_t n, fp_future **out);
 
 /* No new work. cancel_futures cancels what has not started (and running
  * tasks see fp_cancel_requested()). wait: return once every worker has
@@ -510,6 +552,9 @@ typedef struct fp_tm_options {
    * the fail-fast error, deadlocks): write a short description of item,
    * e.g. its URL, into buf (len bytes). NULL: the function's name. */
   void (*describe)(const void *item, char *buf, size_t len);
+  /* Retry every task (fp_retry): the policy sees only the last outcome,
+   * and the monitor line and fp_tm_stats count the retries. */
+  fp_retry retry;
 } fp_tm_options;
 FP_EXTERN void fp_tm_options_init(fp_tm_options *opt);
 
@@ -566,6 +611,7 @@ typedef struct fp_tm_stats {
   uint64_t completed;   /* finished (result or error) */
   uint64_t failed;      /* of which with an error */
   uint64_t cancelled;   /* cancelled before they ran */
+  uint64_t retried;     /* attempts made again (fp_retry) */
   size_t in_flight;     /* submitted, not consumed */
   size_t max_in_flight; /* the window */
   size_t peak_in_flight;/* the most ever in flight at once */

@@ -73,6 +73,14 @@ char *fp__strdup(const char *s) {
   return copy;
 }
 
+char *fp__format(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *s = fp__vformat(fmt, ap);
+  va_end(ap);
+  return s;
+}
+
 char *fp__vformat(const char *fmt, va_list ap) {
   va_list copy;
   va_copy(copy, ap);

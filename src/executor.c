@@ -24,6 +24,10 @@ void fp__executor_init(fp_executor *ex, const fp_executor_vtable *vt, void *impl
   atomic_init(&ex->cancel_all, false);
   atomic_init(&ex->broken, false);
   atomic_init(&ex->breaking, false);
+  pthread_mutex_init(&ex->delayed_mu, NULL);
+  pthread_cond_init(&ex->delayed_cv, NULL);
+  ex->delayed = NULL;
+  ex->handing_over = 0;
 }
 
 int fp_executor_new(const fp_executor_vtable *vt, void *impl, int max_workers,
@@ -184,11 +188,140 @@ int fp_try_submit(fp_executor *ex, fp_fn fn, void *arg, fp_future **out) {
   return fp_submit_ex(ex, fn, arg, NULL, 0, out);
 }
 
-/* No new work from now on (submits are refused here); then the kind's
- * own shutdown. */
+/* ---- delayed submits (on the timer) ---- */
+
+typedef struct fp__delayed {
+  struct fp__delayed *next, **prev; /* in ex->delayed (delayed_mu) */
+  fp_executor *ex;
+  fp_future *f; /* with the executor's reference */
+  uint64_t timer;
+} fp__delayed;
+
+static void unlist(fp__delayed *d) { /* (delayed_mu) */
+  *d->prev = d->next;
+  if (d->next) d->next->prev = d->prev;
+  d->prev = NULL;
+}
+
+static void list_delayed(fp_executor *ex, fp__delayed *d) { /* (delayed_mu) */
+  d->next = ex->delayed;
+  d->prev = &ex->delayed;
+  if (ex->delayed) ex->delayed->prev = &d->next;
+  ex->delayed = d;
+}
+
+/* It never goes to the executor: cancelled (what a shutdown does to work
+ * not started), or failed with code. */
+static void drop_delayed(fp__delayed *d, int code, const char *why) {
+  if (code) fp_future_set_error(d->f, code, "%s", why);
+  else fp_future_cancel(d->f);
+  fp_future_release(d->f);
+  fp__free(d);
+}
+
+static void delayed_due(void *ctx);
+
+/* Due (the timer's thread): hand it to the executor; a full bounded queue
+ * is tried again a millisecond later. */
+static void delayed_due(void *ctx) {
+  fp__delayed *d = ctx;
+  fp_executor *ex = d->ex;
+  pthread_mutex_lock(&ex->delayed_mu);
+  bool mine = d->prev != NULL; /* else a shutdown took it: it drops it */
+  if (mine) {
+    unlist(d);
+    ex->handing_over++;
+  }
+  pthread_mutex_unlock(&ex->delayed_mu);
+  if (!mine) {
+    drop_delayed(d, 0, NULL);
+    return;
+  }
+  bool cancelled = fp_future_cancelled(d->f), submitted = false;
+  int rc = cancelled ? 0 : fp__executor_refusal(ex);
+  if (!cancelled && !rc) submitted = (rc = ex->vt->submit(ex, d->f, 0)) == 0;
+  pthread_mutex_lock(&ex->delayed_mu);
+  bool again = rc == FP_EAGAIN && !atomic_load(&ex->shut_down) &&
+               (d->timer = fp__timer_at(fp__now() + 1e-3, delayed_due, d));
+  if (again) list_delayed(ex, d);
+  pthread_mutex_unlock(&ex->delayed_mu);
+  /* Settled before a shutdown waiting for the hand-over returns. */
+  if (submitted)
+    fp__free(d); /* the executor has the future and its reference */
+  else if (!again)
+    drop_delayed(d, rc, rc ? fp_last_error_message() : NULL); /* refused, or cancelled */
+  pthread_mutex_lock(&ex->delayed_mu);
+  ex->handing_over--;
+  pthread_cond_broadcast(&ex->delayed_cv);
+  pthread_mutex_unlock(&ex->delayed_mu);
+}
+
+/* List f (with the executor's reference) to be handed to ex at `at`. 0,
+ * or the refusal (shut down meanwhile) / FP_ENOMEM; f untouched then. */
+static int delay(fp_executor *ex, fp_future *f, double at) {
+  fp__delayed *d = fp__calloc(1, sizeof *d);
+  if (!d) return fp__fail(FP_ENOMEM, "out of memory for a delayed task");
+  d->ex = ex;
+  d->f = f;
+  pthread_mutex_lock(&ex->delayed_mu);
+  int rc = atomic_load(&ex->shut_down) ? fp__executor_refusal(ex) : 0;
+  if (!rc && !(d->timer = fp__timer_at(at, delayed_due, d)))
+    rc = fp__fail(FP_ENOMEM, "out of memory for the timer");
+  if (!rc) list_delayed(ex, d);
+  pthread_mutex_unlock(&ex->delayed_mu);
+  if (rc) fp__free(d);
+  return rc;
+}
+
+int fp__resubmit_at(fp_executor *ex, fp_future *f, double at) { return delay(ex, f, at); }
+
+int fp_submit_at(fp_executor *ex, double at, fp_fn fn, void *arg, fp_future **out) {
+  if (out) *out = NULL;
+  if (!ex || !fn || !out)
+    return fp__einval("fp_submit_at: %s is NULL", !ex ? "executor" : !fn ? "function" : "out");
+  if (!(at == at)) return fp__einval("fp_submit_at: the time is NaN");
+  int rc = fp__executor_refusal(ex);
+  if (rc) return rc;
+  fp_future *f = fp__future_new_task(ex, fn, arg, NULL, false);
+  if (!f) return fp__fail(FP_ENOMEM, "fp_submit_at: out of memory");
+  if ((rc = delay(ex, f, at))) {
+    fp__future_discard(f);
+    return rc;
+  }
+  *out = f;
+  return 0;
+}
+
+int fp_submit_after(fp_executor *ex, double delay_s, fp_fn fn, void *arg, fp_future **out) {
+  if (!(delay_s >= 0)) {
+    if (out) *out = NULL;
+    return fp__einval("fp_submit_after: delay %g is negative or NaN", delay_s);
+  }
+  return fp_submit_at(ex, fp__now() + delay_s, fn, arg, out);
+}
+
+/* At shutdown: what is not due yet is cancelled; what is being handed
+ * over now is waited for (the executor must outlive it). */
+static void cancel_delayed(fp_executor *ex) {
+  pthread_mutex_lock(&ex->delayed_mu);
+  while (ex->delayed) {
+    fp__delayed *d = ex->delayed;
+    unlist(d);
+    uint64_t timer = d->timer;
+    pthread_mutex_unlock(&ex->delayed_mu);
+    if (fp__timer_cancel(timer)) drop_delayed(d, 0, NULL); /* else it fired, saw, dropped it */
+    pthread_mutex_lock(&ex->delayed_mu);
+  }
+  while (ex->handing_over) pthread_cond_wait(&ex->delayed_cv, &ex->delayed_mu);
+  pthread_mutex_unlock(&ex->delayed_mu);
+}
+
+/* No new work from now on (submits are refused here; delayed ones not due
+ * yet are cancelled); then the kind's own shutdown. */
 static int shutdown_executor(fp_executor *ex, bool wait, bool cancel_futures, double timeout_s) {
   atomic_store(&ex->shut_down, true);
   if (cancel_futures) atomic_store(&ex->cancel_all, true);
+  cancel_delayed(ex);
   return ex->vt->shutdown(ex, wait, cancel_futures, timeout_s);
 }
 
@@ -209,6 +342,8 @@ int fp_executor_free(fp_executor *ex) {
     return fp__fail(FP_EBUSY, "fp_executor_free: called from a task of the executor it frees");
   shutdown_executor(ex, true, false, -1);
   bool owned = ex->owns_base;
+  pthread_cond_destroy(&ex->delayed_cv);
+  pthread_mutex_destroy(&ex->delayed_mu);
   ex->vt->destroy(ex);
   if (owned) fp__free_lines(ex);
   return 0;

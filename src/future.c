@@ -41,6 +41,9 @@ typedef struct extra {
   fp_error error;   /* message points to text or a static string */
   char *text;       /* owned */
   char *name;       /* fp_task_options.name, owned */
+  fp_retry retry;   /* fp_task_options.retry */
+  atomic_int attempts; /* with retry: how many times it started */
+  double last_delay;   /* with retry: the delay before the latest attempt */
 } extra;
 
 /* One cache line (slabs carve futures at 64-byte strides, below): 10^6
@@ -60,7 +63,7 @@ struct fp_future {
 
 /* The error of a failed task whose extra block could not be allocated. */
 static const extra no_memory_for_error = {
-    NULL, NULL, {FP_ENOMEM, "out of memory recording the task's error"}, NULL, NULL};
+    .error = {FP_ENOMEM, "out of memory recording the task's error"}};
 
 static void lock(fp_future *f) {
   for (unsigned i = 1;; i++) {
@@ -154,7 +157,8 @@ fp_future *fp__future_new_task(fp_executor *ex, fp_fn fn, void *arg,
   uint64_t id = atomic_fetch_add_explicit(&ex->next_id, 1, memory_order_relaxed) + 1;
   fp_future *f = future_alloc();
   if (!f) return NULL;
-  if (topt && (topt->arg_free || topt->result_free || topt->name)) {
+  bool retry = topt && topt->retry.max_attempts > 1;
+  if (topt && (topt->arg_free || topt->result_free || topt->name || retry)) {
     if (!(f->extra = fp__calloc(1, sizeof *f->extra)) ||
         (topt->name && !(f->extra->name = fp__strdup(topt->name)))) {
       fp__free(f->extra);
@@ -163,6 +167,7 @@ fp_future *fp__future_new_task(fp_executor *ex, fp_fn fn, void *arg,
     }
     f->extra->arg_free = topt->arg_free;
     f->extra->result_free = topt->result_free;
+    if (retry) f->extra->retry = topt->retry;
   }
   atomic_store_explicit(&f->refs, 2, memory_order_relaxed);
   f->fn = fn;
@@ -281,6 +286,14 @@ static const char *own_name(const fp_future *f, char *buf, size_t len) {
   return fp__fn_name(f->fn, buf, len);
 }
 
+int fp_future_attempts(const fp_future *f) {
+  if (!present(f, __func__)) return 0;
+  const extra *x = f->extra;
+  if (x && x != &no_memory_for_error && x->retry.max_attempts > 1) return atomic_load(&((extra *)x)->attempts);
+  unsigned s = atomic_load(&((fp_future *)f)->state) & ST_MASK;
+  return s == FP_RUNNING || s == FP_FINISHED || s == ST_COMPLETING ? 1 : 0;
+}
+
 const char *fp_future_name(const fp_future *f, char *buf, size_t len) {
   if (!buf || !len) return buf;
   buf[0] = 0;
@@ -350,7 +363,54 @@ static bool listen_locked(fp_future *f) {
 
 /* Finish f with a result or an error (text owned, may be NULL for the
  * code's standard message). */
+/* A failed attempt of a task with retries left: back to pending, and
+ * handed to its executor again after the back-off (on the timer). true
+ * if so: the outcome is not published. */
+static bool retry_later(fp_future *f, int code, char *text) {
+  extra *x = f->extra;
+  if (!x || x == &no_memory_for_error || x->retry.max_attempts < 2 || !f->ex) return false;
+  const fp_retry *r = &x->retry;
+  if (atomic_load(&x->attempts) >= r->max_attempts) return false;
+  bool wanted = r->ncodes <= 0 && code != FP_ECANCELED && code != FP_ESHUTDOWN && code != FP_EBROKEN;
+  for (int i = 0; i < r->ncodes && i < 8; i++) wanted |= r->codes[i] == code;
+  if (!wanted) return false;
+  double delay = atomic_load(&x->attempts) <= 1 ? r->first_delay
+                                                : x->last_delay * (r->factor > 1 ? r->factor : 1);
+  if (r->max_delay > 0 && delay > r->max_delay) delay = r->max_delay;
+  x->last_delay = delay;
+  if (r->jitter > 0) { /* a thread's own xorshift: no lock, no libc state */
+    static _Thread_local uint64_t seed;
+    if (!seed) seed = (uint64_t)(uintptr_t)&seed ^ (uint64_t)(fp__now() * 1e9);
+    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+    double u = (double)(seed >> 11) / 9007199254740992.0; /* [0, 1) */
+    delay *= 1 + (r->jitter > 1 ? 1 : r->jitter) * (2 * u - 1);
+  }
+  /* Running (not asked to stop) -> pending; the retry's reference becomes
+   * the executor's for the next attempt. */
+  unsigned s = atomic_load(&f->state);
+  do {
+    if ((s & ST_MASK) != FP_RUNNING || (s & ST_CANCEL_REQUESTED)) return false;
+  } while (!atomic_compare_exchange_weak(&f->state, &s, with_state(s, FP_PENDING)));
+  fp_future_retain(f);
+  if (fp__resubmit_at(f->ex, f, fp__now() + (delay > 0 ? delay : 0)) == 0) {
+    fp__free(text); /* the next attempt's outcome will do */
+    return true;
+  }
+  fp_future_release(f); /* shut down, no memory: this outcome is the last */
+  return false;
+}
+
 static int finish(fp_future *f, void *result, bool failed, int code, char *text) {
+  if (failed && retry_later(f, code, text)) return 0;
+  if (failed && f->extra && f->extra != &no_memory_for_error && f->extra->retry.max_attempts > 1 &&
+      atomic_load(&f->extra->attempts) > 1) { /* the last of several: say so */
+    char *said = fp__format("%s (after %d attempts)", text ? text : fp_strerror(code ? code : FP_ETASK),
+                            atomic_load(&f->extra->attempts));
+    if (said) {
+      fp__free(text);
+      text = said;
+    }
+  }
   unsigned s = atomic_load(&f->state);
   do {
     unsigned v = s & ST_MASK;
@@ -404,7 +464,10 @@ int fp_future_set_running(fp_future *f) {
   if (!f) return fp__einval("fp_future_set_running: future is NULL");
   unsigned s = atomic_load(&f->state);
   while ((s & ST_MASK) == FP_PENDING)
-    if (atomic_compare_exchange_weak(&f->state, &s, with_state(s, FP_RUNNING))) return 0;
+    if (atomic_compare_exchange_weak(&f->state, &s, with_state(s, FP_RUNNING))) {
+      if (f->extra && f->extra->retry.max_attempts > 1) atomic_fetch_add(&f->extra->attempts, 1);
+      return 0;
+    }
   unsigned state = s & ST_MASK;
   if (state == FP_CANCELLED)
     return fp__fail(FP_ECANCELED, "future %llu was cancelled", (unsigned long long)id_of(f));

@@ -29,6 +29,7 @@ void *fp__calloc_lines(size_t size);
 void fp__free_lines(void *ptr);
 char *fp__vformat(const char *fmt, va_list ap); /* fp__malloc'd; NULL on ENOMEM */
 char *fp__strdup(const char *s);                /* fp__malloc'd; NULL on ENOMEM */
+char *fp__format(const char *fmt, ...) FP_PRINTF(1, 2); /* fp__malloc'd; NULL on ENOMEM */
 /* Called before the allocator changes, to give back cached memory of the
  * one in force (the futures' slabs register theirs). */
 typedef void (*fp__alloc_hook)(void);
@@ -129,6 +130,19 @@ bool fp__future_cancel_requested(const fp_future *f);
 bool fp__future_failed(const fp_future *f);
 
 
+/* Hand f (pending, with a reference for the executor) to ex again at
+ * fp_now() time `at` (a retry); a shutdown before then cancels it. 0, or
+ * the refusal / FP_ENOMEM (f untouched). (executor.c) */
+int fp__resubmit_at(fp_executor *ex, fp_future *f, double at);
+
+/* ---- the timer (timer.c) ----
+ * fire(ctx) runs on the timer's thread at fp_now() time `at` (or soon
+ * after); quick, please. Returns its id, 0 on ENOMEM. fp__timer_cancel:
+ * true if it was removed before it fired; else it has fired (waits for a
+ * callback running now to return: never call it from that callback). */
+uint64_t fp__timer_at(double at, void (*fire)(void *ctx), void *ctx);
+bool fp__timer_cancel(uint64_t id);
+
 /* ---- wait-cycle detection (deadlock.c) ----
  * Before a task sleeps in a wait, it records what it waits for (targets,
  * which must stay valid until the edge is removed; any: it waits for one
@@ -201,6 +215,11 @@ struct fp_executor {
   atomic_bool broken;     /* broken_message is written before it is raised */
   atomic_bool breaking;   /* taken by the one fp_executor_break that writes it */
   char broken_message[256];
+  /* Delayed submits not yet due (fp_submit_at): a shutdown cancels them. */
+  pthread_mutex_t delayed_mu;
+  pthread_cond_t delayed_cv;      /* a due one was handed over */
+  struct fp__delayed *delayed;    /* (delayed_mu) */
+  int handing_over;               /* due ones being submitted now (delayed_mu) */
   /* Written at every submit: a line of its own, away from what workers
    * read for every task. */
   _Alignas(FP__APART) atomic_uint_fast64_t next_id;

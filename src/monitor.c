@@ -101,9 +101,11 @@ static void clear_bar(bool tty) {
 static void monitor_line(fp__monitor *m, double seconds) {
   fp__monitor_counts c;
   m->counts(m->ctx, &c);
-  fp_log(FP_LOG_INFO, "%llu tasks completed in the last %.1f s (%zu in flight, %llu failed)",
+  char retried[48] = "";
+  if (c.retried) snprintf(retried, sizeof retried, ", %llu retried", (unsigned long long)c.retried);
+  fp_log(FP_LOG_INFO, "%llu tasks completed in the last %.1f s (%zu in flight, %llu failed%s)",
          (unsigned long long)(c.completed - m->completed_reported), seconds, c.in_flight,
-         (unsigned long long)c.failed);
+         (unsigned long long)c.failed, retried);
   m->completed_reported = c.completed;
 }
 

@@ -11,7 +11,7 @@
 #define FP__MONITOR_INTERVAL_MIN 1e-3
 
 typedef struct fp__monitor_counts {
-  uint64_t completed, failed, cancelled;
+  uint64_t completed, failed, cancelled, retried;
   size_t in_flight;
 } fp__monitor_counts;
 

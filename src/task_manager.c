@@ -53,7 +53,7 @@ struct fp_task_manager {
   fp_task **kept;    /* keep_completed */
   size_t kept_count, kept_room;
   uint64_t next_index;
-  uint64_t submitted, completed, failed, cancelled;
+  uint64_t submitted, completed, failed, cancelled, retried;
 
   atomic_bool stopping; /* read by tasks about to start */
   int stop_code;
@@ -301,6 +301,8 @@ static void on_task_done(fp_future *f, void *userdata) {
   pthread_mutex_lock(&tm->mu);
   list_remove(&tm->running, t);
   list_push(&tm->done, t);
+  int attempts = fp_future_attempts(f);
+  if (attempts > 1) tm->retried += (uint64_t)attempts - 1;
   if (fp_future_cancelled(f))
     tm->cancelled++;
   else
@@ -340,9 +342,11 @@ static void hand_over(fp_task_manager *tm, fp_task *t) {
    * (timed from here; a stop kills its worker instead). */
   bool shared = fp__executor_shares_memory(tm->ex);
   if (!shared) t->started_at = fp__now();
-  fp_task_options named = {.name = t->name}; /* a worker process's future is fn's own */
-  int rc = shared ? fp_submit_ex(tm->ex, trampoline, t, NULL, -1, &f)
-                  : fp_submit_ex(tm->ex, t->fn, t->arg, t->name ? &named : NULL, -1, &f);
+  /* a worker process's future is fn's own: it carries the name */
+  fp_task_options topt = {.name = shared ? NULL : t->name, .retry = tm->opt.retry};
+  bool plain = !topt.name && tm->opt.retry.max_attempts < 2;
+  int rc = fp_submit_ex(tm->ex, shared ? trampoline : t->fn, shared ? t : t->arg,
+                        plain ? NULL : &topt, -1, &f);
   pthread_mutex_lock(&tm->mu);
   if (rc == 0) {
     atomic_store(&t->future, f);
@@ -432,7 +436,7 @@ static void feed(fp_task_manager *tm) {
 static void monitor_counts(void *ctx, fp__monitor_counts *out) {
   fp_task_manager *tm = ctx;
   pthread_mutex_lock(&tm->mu);
-  *out = (fp__monitor_counts){tm->completed, tm->failed, tm->cancelled, tm->in_flight};
+  *out = (fp__monitor_counts){tm->completed, tm->failed, tm->cancelled, tm->retried, tm->in_flight};
   pthread_mutex_unlock(&tm->mu);
 }
 
@@ -659,9 +663,16 @@ size_t fp_tm_completed_tasks(fp_task_manager *tm, fp_task *const **tasks) {
 int fp_tm_get_stats(fp_task_manager *tm, fp_tm_stats *out) {
   if (!tm || !out) return fp__einval("fp_tm_get_stats: %s is NULL", tm ? "out" : "manager");
   pthread_mutex_lock(&tm->mu);
-  *out = (fp_tm_stats){tm->submitted,      tm->completed,          tm->failed,
-                       tm->cancelled,      tm->in_flight,          tm->opt.max_in_flight,
-                       tm->peak_in_flight, tm->stop_code,          tm->stop_latency};
+  *out = (fp_tm_stats){.submitted = tm->submitted,
+                       .completed = tm->completed,
+                       .failed = tm->failed,
+                       .cancelled = tm->cancelled,
+                       .retried = tm->retried,
+                       .in_flight = tm->in_flight,
+                       .max_in_flight = tm->opt.max_in_flight,
+                       .peak_in_flight = tm->peak_in_flight,
+                       .stop_code = tm->stop_code,
+                       .stop_latency = tm->stop_latency};
   pthread_mutex_unlock(&tm->mu);
   return 0;
 }

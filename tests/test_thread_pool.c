@@ -594,20 +594,23 @@ static void *after_the_gate(void *arg) {
   return arg;
 }
 
+/* One round: the waiting task, the one queued behind it, and the check. */
+static void queue_one_behind_a_waiting_one(fp_executor *ex, int round) {
+  ck_assert_int_eq(fp_future_new(&behind_gate), 0);
+  fp_future *a, *b;
+  ck_assert_int_eq(fp_submit(ex, wait_without_helping, NULL, &a), 0);
+  ck_assert_int_eq(fp_submit(ex, after_the_gate, NULL, &b), 0);
+  atomic_store(&queued_behind, b);
+  fp_future_set_result(behind_gate, NULL);
+  ck_assert_msg(value_of(a) == 1, "round %d: the second task did not run", round);
+  fp_future_release(a);
+  fp_future_release(b);
+  fp_future_release(behind_gate);
+}
+
 START_TEST(a_task_queued_behind_a_waiting_one_is_run_by_an_idle_worker) {
   fp_executor *ex = new_pool(6);
-  for (int round = 0; round < 2000; round++) {
-    ck_assert_int_eq(fp_future_new(&behind_gate), 0);
-    fp_future *a, *b;
-    ck_assert_int_eq(fp_submit(ex, wait_without_helping, NULL, &a), 0);
-    ck_assert_int_eq(fp_submit(ex, after_the_gate, NULL, &b), 0);
-    atomic_store(&queued_behind, b);
-    fp_future_set_result(behind_gate, NULL);
-    ck_assert_msg(value_of(a) == 1, "round %d: the second task did not run", round);
-    fp_future_release(a);
-    fp_future_release(b);
-    fp_future_release(behind_gate);
-  }
+  for (int round = 0; round < 2000; round++) queue_one_behind_a_waiting_one(ex, round);
   fp_executor_free(ex);
 }
 END_TEST
@@ -617,16 +620,7 @@ END_TEST
 START_TEST(a_pool_starts_a_thread_for_a_task_queued_behind_a_waiting_one) {
   for (int round = 0; round < 300; round++) {
     fp_executor *ex = new_pool(2);
-    ck_assert_int_eq(fp_future_new(&behind_gate), 0);
-    fp_future *a, *b;
-    ck_assert_int_eq(fp_submit(ex, wait_without_helping, NULL, &a), 0);
-    ck_assert_int_eq(fp_submit(ex, after_the_gate, NULL, &b), 0);
-    atomic_store(&queued_behind, b);
-    fp_future_set_result(behind_gate, NULL);
-    ck_assert_msg(value_of(a) == 1, "round %d: the second task did not run", round);
-    fp_future_release(a);
-    fp_future_release(b);
-    fp_future_release(behind_gate);
+    queue_one_behind_a_waiting_one(ex, round);
     fp_executor_free(ex);
   }
 }
