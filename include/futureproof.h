@@ -564,8 +564,9 @@ typedef struct fp_task_manager fp_task_manager;
 typedef struct fp_task fp_task;
 
 /* A manager over any executor (which must outlive it). opt NULL =
- * defaults. With monitor, progress or handle_interrupt it starts one
- * thread of its own (never a worker of the executor). */
+ * defaults. Monitor lines and progress tick on the library's timer;
+ * handle_interrupt starts one thread of its own (never a worker of the
+ * executor). */
 FP_EXTERN int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out);
 
 /* Add fn(arg). Tasks run in the order of fp_tm_submit and fp_tm_map calls.

@@ -1,6 +1,8 @@
-/* monitor.c - the task manager's own thread (never a worker of the pool):
- * monitor lines, the progress display, and turning a SIGINT into a stop.
- * It sees the manager only through the hooks of monitor.h. */
+/* monitor.c - what watches a task manager's run: monitor lines and the
+ * progress display, ticking on the library's timer (no thread of their
+ * own), and turning a SIGINT into a stop, on a thread of its own (never a
+ * worker of the pool) that only Ctrl-C handling starts. It sees the
+ * manager only through the hooks of monitor.h. */
 #define _GNU_SOURCE
 #include "monitor.h"
 
@@ -147,53 +149,43 @@ static void interrupted(fp__monitor *m, bool tty) {
   fp_log(FP_LOG_WARNING, "interrupted: stopping the run (Ctrl-C again exits at once)");
 }
 
-static int ms_until(double when) {
-  double left = when - fp__now();
-  return left <= 0 ? 0 : (int)(left * 1000) + 1;
+/* A tick on the timer: the monitor line and the progress that are due,
+ * then the next tick. */
+static void tick(void *arg) {
+  fp__monitor *m = arg;
+  double now = fp__now();
+  if (now >= m->next_monitor) {
+    clear_bar(m->tty);
+    monitor_line(m, now - m->last_monitor);
+    m->last_monitor = now;
+    m->next_monitor = now + m->interval;
+  }
+  if (now >= m->next_progress) {
+    m->shown = progress(m, m->started, m->tty, false);
+    m->next_progress = now + m->progress_every;
+  }
+  double next = m->next_monitor < m->next_progress ? m->next_monitor : m->next_progress;
+  pthread_mutex_lock(&m->tick_mu);
+  m->timer = m->stopping ? 0 : fp__timer_at(next, tick, m);
+  pthread_mutex_unlock(&m->tick_mu);
 }
 
+/* The Ctrl-C thread: what the SIGINT handler writes, until told to quit. */
 static void *monitor_main(void *arg) {
   fp__monitor *m = arg;
 #ifdef __linux__
   pthread_setname_np(pthread_self(), "fp-monitor");
 #endif
-  double interval = m->interval;
-  bool show_progress = m->progress && m->total > 0;
-  bool tty = show_progress && isatty(STDERR_FILENO);
-  double progress_every = tty ? 0.2 : (interval > 0 ? interval : 2);
-  double started = fp__now(), last_monitor = started;
-  double next_monitor = interval > 0 ? started + interval : 1e300;
-  double next_progress = show_progress ? started + progress_every : 1e300;
-  uint64_t shown = UINT64_MAX;
-  if (interval > 0) fp_log(FP_LOG_INFO, "starting executor monitor");
-  if (tty) progress(m, started, tty, false); /* the bar from the start */
   for (bool quit = false; !quit;) {
-    double next = next_monitor < next_progress ? next_monitor : next_progress;
     struct pollfd p = {m->wake_pipe[0], POLLIN, 0};
-    int timeout = next >= 1e300 ? -1 : ms_until(next);
-    if (poll(&p, 1, timeout) > 0) {
-      char c[16];
-      ssize_t n = read(m->wake_pipe[0], c, sizeof c);
-      for (ssize_t i = 0; i < n; i++) {
-        if (c[i] == 'i') interrupted(m, tty);
-        if (c[i] == 'q') quit = true;
-      }
-    }
-    double now = fp__now();
-    if (now >= next_monitor) {
-      clear_bar(tty);
-      monitor_line(m, now - last_monitor);
-      last_monitor = now;
-      next_monitor = now + interval;
-    }
-    if (now >= next_progress) {
-      shown = progress(m, started, tty, false);
-      next_progress = now + progress_every;
+    if (poll(&p, 1, -1) <= 0) continue;
+    char c[16];
+    ssize_t n = read(m->wake_pipe[0], c, sizeof c);
+    for (ssize_t i = 0; i < n; i++) {
+      if (c[i] == 'i') interrupted(m, m->tty);
+      if (c[i] == 'q') quit = true;
     }
   }
-  /* The last state, unless that line was just logged. */
-  if (show_progress && (tty || done_so_far(m) != shown)) progress(m, started, tty, true);
-  if (interval > 0) fp_log(FP_LOG_INFO, "shutting down monitor");
   return NULL;
 }
 
@@ -202,27 +194,58 @@ int fp__monitor_start(fp__monitor *m) {
   m->running = false;
   m->interrupt_slot = NULL;
   m->completed_reported = 0;
-  if (!(m->interval > 0) && !m->handle_interrupt && !(m->progress && m->total)) return 0;
-  if (pipe(m->wake_pipe))
+  m->timer = 0;
+  m->stopping = false;
+  pthread_mutex_init(&m->tick_mu, NULL);
+  m->show_progress = m->progress && m->total > 0;
+  m->tty = m->show_progress && isatty(STDERR_FILENO);
+  m->progress_every = m->tty ? 0.2 : (m->interval > 0 ? m->interval : 2);
+  m->started = m->last_monitor = fp__now();
+  m->next_monitor = m->interval > 0 ? m->started + m->interval : 1e300;
+  m->next_progress = m->show_progress ? m->started + m->progress_every : 1e300;
+  m->shown = UINT64_MAX;
+  if (m->interval > 0) fp_log(FP_LOG_INFO, "starting executor monitor");
+  if (m->tty) progress(m, m->started, true, false); /* the bar from the start */
+  double next = m->next_monitor < m->next_progress ? m->next_monitor : m->next_progress;
+  if (next < 1e300) {
+    pthread_mutex_lock(&m->tick_mu);
+    m->timer = fp__timer_at(next, tick, m);
+    pthread_mutex_unlock(&m->tick_mu);
+    if (!m->timer) {
+      fp__monitor_stop(m);
+      return fp__fail(FP_ENOMEM, "task manager: no memory for its monitor's timer");
+    }
+  }
+  if (!m->handle_interrupt) return 0;
+  if (pipe(m->wake_pipe)) {
+    fp__monitor_stop(m);
     return fp__fail(FP_ENOMEM, "task manager: cannot create a pipe: %s", strerror(errno));
+  }
   for (int i = 0; i < 2; i++) {
     fcntl(m->wake_pipe[i], F_SETFD, FD_CLOEXEC);
     fcntl(m->wake_pipe[i], F_SETFL, O_NONBLOCK); /* the handler never blocks */
   }
-  if (m->handle_interrupt && interrupt_register(m)) {
+  if (interrupt_register(m)) {
     fp__monitor_stop(m);
     return FP_ENOMEM;
   }
   int rc = pthread_create(&m->thread, NULL, monitor_main, m);
   if (rc) {
     fp__monitor_stop(m);
-    return fp__fail(FP_ENOMEM, "task manager: cannot start its monitor thread: %s", strerror(rc));
+    return fp__fail(FP_ENOMEM, "task manager: cannot start its Ctrl-C thread: %s", strerror(rc));
   }
   m->running = true;
   return 0;
 }
 
 void fp__monitor_stop(fp__monitor *m) {
+  pthread_mutex_lock(&m->tick_mu);
+  bool ticked = !m->stopping && (m->timer || m->next_monitor < 1e300 || m->next_progress < 1e300);
+  m->stopping = true;
+  uint64_t timer = m->timer;
+  m->timer = 0;
+  pthread_mutex_unlock(&m->tick_mu);
+  if (timer) fp__timer_cancel(timer); /* waits for a tick running now: it starts no other */
   if (m->running) {
     char c = 'q';
     while (write(m->wake_pipe[1], &c, 1) < 0 && errno == EINTR) {
@@ -234,4 +257,10 @@ void fp__monitor_stop(fp__monitor *m) {
   for (int i = 0; i < 2; i++)
     if (m->wake_pipe[i] >= 0) close(m->wake_pipe[i]);
   m->wake_pipe[0] = m->wake_pipe[1] = -1;
+  if (ticked) {
+    /* The last state, unless that line was just logged. */
+    if (m->show_progress && (m->tty || done_so_far(m) != m->shown))
+      progress(m, m->started, m->tty, true);
+    if (m->interval > 0) fp_log(FP_LOG_INFO, "shutting down monitor");
+  }
 }

@@ -1,6 +1,7 @@
-/* monitor.h - private: the monitor thread (monitor lines, progress, Ctrl-C)
- * that a task manager starts. It knows the manager only through the hooks
- * it is given: the counts to show, and what to do on Ctrl-C. */
+/* monitor.h - private: a task manager's monitor lines and progress (on
+ * the library's timer) and its Ctrl-C handling (a thread of its own, only
+ * when asked). It knows the manager only through the hooks it is given:
+ * the counts to show, and what to do on Ctrl-C. */
 #ifndef FP_MONITOR_H
 #define FP_MONITOR_H
 
@@ -26,15 +27,22 @@ typedef struct fp__monitor {
   /* Stop the run for Ctrl-C; true if this call stopped it. */
   bool (*interrupt)(void *ctx);
   /* The monitor's own: */
-  bool running;
+  bool running;     /* the Ctrl-C thread */
   pthread_t thread;
   int wake_pipe[2]; /* [1]: 'q' to quit, 'i' from the SIGINT handler */
   struct interrupt_slot *interrupt_slot; /* handle_interrupt: its registration */
   uint64_t completed_reported;
+  /* The ticks on the timer (monitor lines, progress): */
+  pthread_mutex_t tick_mu;
+  uint64_t timer;     /* the next tick, 0 if none (tick_mu) */
+  bool stopping;      /* no tick after this (tick_mu) */
+  bool tty, show_progress;
+  double started, last_monitor, next_monitor, next_progress, progress_every;
+  uint64_t shown;     /* what progress showed last */
 } fp__monitor;
 
-/* Start the thread, if interval, progress or handle_interrupt asks for it;
- * 0 or FP_ENOMEM. */
+/* Start the ticks (interval, progress) and the Ctrl-C thread
+ * (handle_interrupt), as asked; 0 or FP_ENOMEM. */
 int fp__monitor_start(fp__monitor *m);
 /* Stop it (the last progress line, the SIGINT registration dropped). Safe
  * on a monitor that never started, and twice. */
