@@ -166,8 +166,9 @@ static _Thread_local server *serving_here;
 int fp_mpi_stream(const void *data, size_t len) {
   server *s = serving_here;
   if (!s || !wire_current.running || (len && !data)) {
-    const char *why = len && !data ? "data is NULL"
-                                   : "not in a task on a worker rank's own thread (isolate = false)";
+    const char *why = len && !data
+                          ? "data is NULL"
+                          : "not in a task on a worker rank's own thread (isolate = false)";
     fp_log(FP_LOG_WARNING, "invalid argument: fp_mpi_stream: %s", why);
     return fp_executor_fail(FP_EINVAL, "fp_mpi_stream: %s", why);
   }

@@ -289,7 +289,8 @@ static const char *own_name(const fp_future *f, char *buf, size_t len) {
 int fp_future_attempts(const fp_future *f) {
   if (!present(f, __func__)) return 0;
   const extra *x = f->extra;
-  if (x && x != &no_memory_for_error && x->retry.max_attempts > 1) return atomic_load(&((extra *)x)->attempts);
+  if (x && x != &no_memory_for_error && x->retry.max_attempts > 1)
+    return atomic_load(&((extra *)x)->attempts);
   unsigned s = atomic_load(&((fp_future *)f)->state) & ST_MASK;
   return s == FP_RUNNING || s == FP_FINISHED || s == ST_COMPLETING ? 1 : 0;
 }
@@ -361,8 +362,6 @@ static bool listen_locked(fp_future *f) {
   return true;
 }
 
-/* Finish f with a result or an error (text owned, may be NULL for the
- * code's standard message). */
 /* A failed attempt of a task with retries left: back to pending, and
  * handed to its executor again after the back-off (on the timer). true
  * if so: the outcome is not published. */
@@ -371,7 +370,8 @@ static bool retry_later(fp_future *f, int code, char *text) {
   if (!x || x == &no_memory_for_error || x->retry.max_attempts < 2 || !f->ex) return false;
   const fp_retry *r = &x->retry;
   if (atomic_load(&x->attempts) >= r->max_attempts) return false;
-  bool wanted = r->ncodes <= 0 && code != FP_ECANCELED && code != FP_ESHUTDOWN && code != FP_EBROKEN;
+  bool wanted =
+      r->ncodes <= 0 && code != FP_ECANCELED && code != FP_ESHUTDOWN && code != FP_EBROKEN;
   for (int i = 0; i < r->ncodes && i < 8; i++) wanted |= r->codes[i] == code;
   if (!wanted) return false;
   double delay = atomic_load(&x->attempts) <= 1 ? r->first_delay
@@ -400,11 +400,14 @@ static bool retry_later(fp_future *f, int code, char *text) {
   return false;
 }
 
+/* Finish f with a result or an error (text owned, may be NULL for the
+ * code's standard message). */
 static int finish(fp_future *f, void *result, bool failed, int code, char *text) {
   if (failed && retry_later(f, code, text)) return 0;
   if (failed && f->extra && f->extra != &no_memory_for_error && f->extra->retry.max_attempts > 1 &&
       atomic_load(&f->extra->attempts) > 1) { /* the last of several: say so */
-    char *said = fp__format("%s (after %d attempts)", text ? text : fp_strerror(code ? code : FP_ETASK),
+    char *said = fp__format("%s (after %d attempts)",
+                            text ? text : fp_strerror(code ? code : FP_ETASK),
                             atomic_load(&f->extra->attempts));
     if (said) {
       fp__free(text);

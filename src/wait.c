@@ -94,7 +94,8 @@ int fp_wait(fp_future *const *fs, size_t n, fp_return_when when, double timeout_
     if (when == FP_FIRST_COMPLETED && done_count > 0) break;
     if (when == FP_FIRST_EXCEPTION && failed_count > 0) break;
     if (timeout_s == 0) break;
-    if (!targets && fp__current_future() && (targets = fp__malloc_array((size_t)m, sizeof *targets))) {
+    if (!targets && fp__current_future() &&
+        (targets = fp__malloc_array((size_t)m, sizeof *targets))) {
       pthread_mutex_unlock(&w.mu);
       size_t pending = 0;
       for (long i = 0; i < m; i++)

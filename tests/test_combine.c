@@ -119,7 +119,8 @@ START_TEST(combinators_race_with_completion_and_cancel) {
   fp_executor *ex = new_pool(4);
   for (int round = 0; round < 300; round++) {
     fp_future *fs[8], *all, *any, *then;
-    for (intptr_t i = 0; i < 8; i++) ck_assert_int_eq(fp_submit(ex, task_identity, (void *)i, &fs[i]), 0);
+    for (intptr_t i = 0; i < 8; i++)
+      ck_assert_int_eq(fp_submit(ex, task_identity, (void *)i, &fs[i]), 0);
     ck_assert_int_eq(fp_when_all(fs, 8, &all), 0);
     ck_assert_int_eq(fp_when_any(fs, 8, &any), 0);
     ck_assert_int_eq(fp_future_then(all, ex, add_one, &then), 0);
@@ -139,5 +140,6 @@ START_TEST(combinators_race_with_completion_and_cancel) {
 END_TEST
 
 TEST_MAIN("combine", then_runs_on_the_result_and_passes_failures_on,
-          cancelling_then_cancels_what_it_waits_on, when_all_and_when_any_over_threads_and_processes,
+          cancelling_then_cancels_what_it_waits_on,
+          when_all_and_when_any_over_threads_and_processes,
           combinators_race_with_completion_and_cancel)

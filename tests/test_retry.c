@@ -100,7 +100,8 @@ static void *flaky_task(void *arg) {
 }
 
 static fp_task_options with_retry(int attempts, double first_delay, double factor) {
-  fp_task_options o = {.retry = {.max_attempts = attempts, .first_delay = first_delay, .factor = factor}};
+  fp_task_options o = {
+      .retry = {.max_attempts = attempts, .first_delay = first_delay, .factor = factor}};
   return o;
 }
 
