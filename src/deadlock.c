@@ -14,7 +14,8 @@
  * runs queued tasks while it waits (helping) waits for the one it runs
  * too: it resumes only once that returns; its edge is recorded only when
  * a task above it on its thread sleeps (helping itself stays free). One
- * lock for the whole graph: only waits that sleep take it. */
+ * lock for the whole graph: only waits that sleep take it. It knows its
+ * nodes only through fp__wait_node_ops: it calls nothing of future.c. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -42,6 +43,7 @@ static fp__wait_edge *edge_of(const fp_future *f) {
  * it followed to the waiter (for the message). */
 typedef struct search {
   const fp_future *self;
+  const fp__wait_node_ops *ops;
   const fp_future **seen; /* open addressing, room a power of two */
   signed char *answer;    /* per seen slot: 1 blocks on self, 0 not, -1 being looked at */
   size_t room;
@@ -58,7 +60,7 @@ static size_t seen_slot(search *s, const fp_future *f) {
 /* Does f stay pending until self's task returns? (graph_mu held) */
 static bool blocks_on_self(search *s, const fp_future *f) {
   if (f == s->self) return true;
-  if (fp_future_done(f)) return false;
+  if (s->ops->done(f)) return false;
   fp__wait_edge *e = edge_of(f);
   if (!e) return false; /* running, queued, or elsewhere: it may end */
   size_t slot = seen_slot(s, f);
@@ -87,11 +89,11 @@ static bool blocks_on_self(search *s, const fp_future *f) {
 
 /* "deadlock: task 3 (wait_on_b) waits for task 2 (wait_on_a), which waits
  * for task 3" */
-static int report(const search *s, fp_future *self) {
+static int report(const search *s, const fp_future *self) {
   char text[1024], name[96];
   size_t at = (size_t)snprintf(text, sizeof text, "deadlock: task %llu (%s)",
-                               (unsigned long long)fp_future_id(self),
-                               fp_future_name(self, name, sizeof name));
+                               (unsigned long long)s->ops->id(self),
+                               s->ops->name(self, name, sizeof name));
   size_t shown = s->path_total < PATH_MAX_SHOWN ? s->path_total : PATH_MAX_SHOWN;
   if (!s->path_total) {
     snprintf(text + at, sizeof text - at, " waits for its own future");
@@ -99,11 +101,11 @@ static int report(const search *s, fp_future *self) {
     for (size_t i = 0; i < shown && at < sizeof text; i++)
       at += (size_t)snprintf(text + at, sizeof text - at, "%s task %llu (%s)",
                              i ? ", which waits for" : " waits for",
-                             (unsigned long long)fp_future_id(s->path[i]),
-                             fp_future_name(s->path[i], name, sizeof name));
+                             (unsigned long long)s->ops->id(s->path[i]),
+                             s->ops->name(s->path[i], name, sizeof name));
     if (at < sizeof text)
       snprintf(text + at, sizeof text - at, "%s, which waits for task %llu",
-               s->path_total > shown ? ", ..." : "", (unsigned long long)fp_future_id(self));
+               s->path_total > shown ? ", ..." : "", (unsigned long long)s->ops->id(self));
   }
   return fp__fail(FP_EDEADLK, "%s", text);
 }
@@ -117,8 +119,8 @@ static void link_edge(fp__wait_edge *e) {
 }
 
 /* Would self's wait for targets close a cycle? (graph_mu held) */
-static int check(fp__wait_edge *e) {
-  search s = {.self = e->waiter, .room = 64};
+static int check(fp__wait_edge *e, const fp__wait_node_ops *ops) {
+  search s = {.self = e->waiter, .ops = ops, .room = 64};
   while (s.room < 4 * (edges + 1)) s.room *= 2;
   s.seen = fp__calloc(s.room, sizeof *s.seen);
   s.answer = fp__calloc(s.room, sizeof *s.answer);
@@ -146,11 +148,12 @@ static int check(fp__wait_edge *e) {
   return rc;
 }
 
-int fp__wait_edge_add(fp__wait_edge *e, fp_future *const *targets, size_t n, bool any) {
-  *e = (fp__wait_edge){.waiter = fp__current_future(), .targets = targets, .n = n, .any = any};
+int fp__wait_edge_add(fp__wait_edge *e, fp_future *waiter, fp_future *const *targets, size_t n,
+                      bool any, const fp__wait_node_ops *ops) {
+  *e = (fp__wait_edge){.waiter = waiter, .targets = targets, .n = n, .any = any};
   if (!e->waiter) return 0; /* not in a task (or in a worker process): no cycle through us */
   pthread_mutex_lock(&graph_mu);
-  int rc = check(e);
+  int rc = check(e, ops);
   if (!rc) link_edge(e);
   pthread_mutex_unlock(&graph_mu);
   return rc;

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+static int resubmit_at(fp_executor *ex, fp_future *f, double at);
+
 void fp__executor_init(fp_executor *ex, const fp_executor_vtable *vt, void *impl,
                        int max_workers) {
   ex->vt = vt;
@@ -28,6 +30,7 @@ void fp__executor_init(fp_executor *ex, const fp_executor_vtable *vt, void *impl
   pthread_cond_init(&ex->delayed_cv, NULL);
   ex->delayed = NULL;
   ex->handing_over = 0;
+  ex->resubmit_at = resubmit_at;
 }
 
 int fp_executor_new(const fp_executor_vtable *vt, void *impl, int max_workers,
@@ -273,7 +276,7 @@ static int delay(fp_executor *ex, fp_future *f, double at) {
   return rc;
 }
 
-int fp__resubmit_at(fp_executor *ex, fp_future *f, double at) { return delay(ex, f, at); }
+static int resubmit_at(fp_executor *ex, fp_future *f, double at) { return delay(ex, f, at); }
 
 int fp_submit_at(fp_executor *ex, double at, fp_fn fn, void *arg, fp_future **out) {
   if (out) *out = NULL;

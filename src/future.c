@@ -286,6 +286,12 @@ static const char *own_name(const fp_future *f, char *buf, size_t len) {
   return fp__fn_name(f->fn, buf, len);
 }
 
+static _Atomic(fp__wrapper_name_fn) wrapper_names;
+
+void fp__future_wrapper_names(fp__wrapper_name_fn fn) {
+  atomic_store_explicit(&wrapper_names, fn, memory_order_release);
+}
+
 int fp_future_attempts(const fp_future *f) {
   if (!present(f, __func__)) return 0;
   const extra *x = f->extra;
@@ -299,7 +305,8 @@ const char *fp_future_name(const fp_future *f, char *buf, size_t len) {
   if (!buf || !len) return buf;
   buf[0] = 0;
   if (!present(f, __func__)) return buf;
-  if (fp__tm_task_name(f, buf, len)) return buf; /* a task manager's: its task's name */
+  fp__wrapper_name_fn wrapper = atomic_load_explicit(&wrapper_names, memory_order_acquire);
+  if (wrapper && wrapper(f, buf, len)) return buf; /* a task manager's: its task's name */
   return own_name(f, buf, len);
 }
 
@@ -392,7 +399,7 @@ static bool retry_later(fp_future *f, int code, char *text) {
     if ((s & ST_MASK) != FP_RUNNING || (s & ST_CANCEL_REQUESTED)) return false;
   } while (!atomic_compare_exchange_weak(&f->state, &s, with_state(s, FP_PENDING)));
   fp_future_retain(f);
-  if (fp__resubmit_at(f->ex, f, fp__now() + (delay > 0 ? delay : 0)) == 0) {
+  if (f->ex->resubmit_at(f->ex, f, fp__now() + (delay > 0 ? delay : 0)) == 0) {
     fp__free(text); /* the next attempt's outcome will do */
     return true;
   }
@@ -697,25 +704,25 @@ static bool spin_until_done(fp_future *f) {
   }
 }
 
-/* Before a task sleeps waiting for f: its edge in the wait-for graph (in
- * edge, or its help edge when it helps), after those of the tasks below
- * it on this thread, which wait for the one above them; FP_EDEADLK if the
- * sleep could never end. Nothing outside a task. */
-void fp__hold_helpers(void) {
-  running_task *me = current_task;
-  for (running_task *above = me, *o = me ? me->outer : NULL; o; above = o, o = o->outer)
-    if (o->help_target && o->f) fp__wait_edge_hold(&o->help_edge, o->f, &o->help_target, above->f);
-}
+/* What the wait-for graph (deadlock.c) asks of a future. */
+static const fp__wait_node_ops node_ops = {fp_future_done, fp_future_id, fp_future_name};
 
-static int record_sleep(fp__wait_edge *edge, fp_future *const *f) {
+/* The edge goes in e, or in the task's help edge when it is a helper's
+ * own sleep (fp__record_wait in internal.h). */
+int fp__record_wait(fp__wait_edge *e, fp_future *const *targets, size_t n, bool any) {
   running_task *me = current_task;
-  if (!me || !me->f) return 0;
-  fp__hold_helpers();
-  if (me->help_target == *f) { /* a helper's sleep: its help edge, checked again */
-    fp__wait_edge_remove(&me->help_edge);
-    return fp__wait_edge_add(&me->help_edge, &me->help_target, 1, false);
+  if (!me || !me->f) {
+    *e = (fp__wait_edge){0};
+    return 0;
   }
-  return fp__wait_edge_add(edge, f, 1, false); /* f lives as long as the sleep */
+  for (running_task *above = me, *o = me->outer; o; above = o, o = o->outer)
+    if (o->help_target && o->f) fp__wait_edge_hold(&o->help_edge, o->f, &o->help_target, above->f);
+  if (n == 1 && !any && me->help_target == targets[0]) { /* a helper's sleep: its help edge */
+    fp__wait_edge_remove(&me->help_edge);
+    *e = (fp__wait_edge){0};
+    return fp__wait_edge_add(&me->help_edge, me->f, &me->help_target, 1, false, &node_ops);
+  }
+  return fp__wait_edge_add(e, me->f, targets, n, any, &node_ops);
 }
 
 /* Sleep until f is done or the deadline passes; true if done. In a task,
@@ -731,7 +738,7 @@ static bool wait_sleeping(fp_future *f, const fp__deadline *d, int *rc) {
   bool done = true;
   if (fp__waiter_add(&w, &node, f)) {
     fp__wait_edge edge = {0};
-    if ((*rc = record_sleep(&edge, &f))) {
+    if ((*rc = fp__record_wait(&edge, &f, 1, false))) { /* f lives as long as the sleep */
       done = false;
     } else {
       done = fp__waiter_pop(&w, d) != NULL;

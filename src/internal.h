@@ -130,10 +130,6 @@ bool fp__future_cancel_requested(const fp_future *f);
 bool fp__future_failed(const fp_future *f);
 
 
-/* Hand f (pending, with a reference for the executor) to ex again at
- * fp_now() time `at` (a retry); a shutdown before then cancels it. 0, or
- * the refusal / FP_ENOMEM (f untouched). (executor.c) */
-int fp__resubmit_at(fp_executor *ex, fp_future *f, double at);
 
 /* ---- the timer (timer.c) ----
  * fire(ctx) runs on the timer's thread at fp_now() time `at` (or soon
@@ -148,6 +144,13 @@ bool fp__timer_cancel(uint64_t id);
  * which must stay valid until the edge is removed; any: it waits for one
  * of them, else for all); fp__wait_edge_add fails with FP_EDEADLK (the
  * thread's last error naming the cycle) if that wait could never end. */
+/* What the graph asks of its nodes (futures): whether one is done, and
+ * its id and name for the message. */
+typedef struct fp__wait_node_ops {
+  bool (*done)(const fp_future *f);
+  uint64_t (*id)(const fp_future *f);
+  const char *(*name)(const fp_future *f, char *buf, size_t len);
+} fp__wait_node_ops;
 typedef struct fp__wait_edge {
   fp_future *waiter; /* the future of the task that waits; NULL outside a task */
   fp_future *const *targets;
@@ -159,7 +162,8 @@ typedef struct fp__wait_edge {
   fp_future *nested;
   struct fp__wait_edge *next;
 } fp__wait_edge;
-int fp__wait_edge_add(fp__wait_edge *e, fp_future *const *targets, size_t n, bool any);
+int fp__wait_edge_add(fp__wait_edge *e, fp_future *waiter, fp_future *const *targets, size_t n,
+                      bool any, const fp__wait_node_ops *ops);
 void fp__wait_edge_remove(fp__wait_edge *e);
 void fp__wait_edge_nest(fp__wait_edge *e, fp_future *nested);
 /* Link e (if it is not) as waiter's wait for targets[0], with nested as
@@ -168,17 +172,20 @@ void fp__wait_edge_hold(fp__wait_edge *e, fp_future *waiter, fp_future *const *t
                         fp_future *nested);
 /* The future of the task this thread runs; NULL outside a task. */
 fp_future *fp__current_future(void);
-/* Before the task this thread runs sleeps: record the edges of the tasks
- * below it on this thread (they help while they wait, and wait for the
- * one above them). (future.c) */
-void fp__hold_helpers(void);
+/* Before the task this thread runs sleeps waiting for targets: its edge
+ * (in e), after those of the tasks below it on this thread, which help
+ * while they wait and wait for the one above them. 0 (nothing outside a
+ * task), or FP_EDEADLK. (future.c) */
+int fp__record_wait(fp__wait_edge *e, fp_future *const *targets, size_t n, bool any);
 
 /* A function's name for messages, in buf: its registered name, else its
  * symbol (dladdr), else "fn 0x...". Returns buf. (registry.c) */
 const char *fp__fn_name(fp_fn fn, char *buf, size_t len);
-/* The name of the task behind a task manager's future (its trampoline
- * runs it), in buf; NULL if f is not one. (task_manager.c) */
-const char *fp__tm_task_name(const fp_future *f, char *buf, size_t len);
+/* Who names the futures it wraps (the task manager: its trampoline runs
+ * the task), for fp_future_name: in buf, or NULL if f is not one of its.
+ * One, set once by its first user. (future.c) */
+typedef const char *(*fp__wrapper_name_fn)(const fp_future *f, char *buf, size_t len);
+void fp__future_wrapper_names(fp__wrapper_name_fn fn);
 
 /* An executor's own thread, waiting on a future of its executor, runs the
  * executor's queued tasks meanwhile (vt->run_queued, future.c). Nested
@@ -220,6 +227,11 @@ struct fp_executor {
   pthread_cond_t delayed_cv;      /* a due one was handed over */
   struct fp__delayed *delayed;    /* (delayed_mu) */
   int handing_over;               /* due ones being submitted now (delayed_mu) */
+  /* Hand f (pending, with a reference for the executor) to it again at
+   * fp_now() time `at` (a retry, from future.c); a shutdown before then
+   * cancels it. 0, or the refusal / FP_ENOMEM (f untouched). Set by
+   * fp__executor_init (executor.c). */
+  int (*resubmit_at)(fp_executor *ex, fp_future *f, double at);
   /* Written at every submit: a line of its own, away from what workers
    * read for every task. */
   _Alignas(FP__APART) atomic_uint_fast64_t next_id;

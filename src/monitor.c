@@ -196,6 +196,7 @@ int fp__monitor_start(fp__monitor *m) {
   m->completed_reported = 0;
   m->timer = 0;
   m->stopping = false;
+  m->ticking = false;
   pthread_mutex_init(&m->tick_mu, NULL);
   m->show_progress = m->progress && m->total > 0;
   m->tty = m->show_progress && isatty(STDERR_FILENO);
@@ -207,11 +208,12 @@ int fp__monitor_start(fp__monitor *m) {
   if (m->interval > 0) fp_log(FP_LOG_INFO, "starting executor monitor");
   if (m->tty) progress(m, m->started, true, false); /* the bar from the start */
   double next = m->next_monitor < m->next_progress ? m->next_monitor : m->next_progress;
-  if (next < 1e300) {
+  m->ticking = next < 1e300;
+  if (m->ticking) {
     pthread_mutex_lock(&m->tick_mu);
-    m->timer = fp__timer_at(next, tick, m);
+    bool armed = (m->timer = fp__timer_at(next, tick, m)) != 0; /* a tick may re-arm at once */
     pthread_mutex_unlock(&m->tick_mu);
-    if (!m->timer) {
+    if (!armed) {
       fp__monitor_stop(m);
       return fp__fail(FP_ENOMEM, "task manager: no memory for its monitor's timer");
     }
@@ -240,7 +242,7 @@ int fp__monitor_start(fp__monitor *m) {
 
 void fp__monitor_stop(fp__monitor *m) {
   pthread_mutex_lock(&m->tick_mu);
-  bool ticked = !m->stopping && (m->timer || m->next_monitor < 1e300 || m->next_progress < 1e300);
+  bool ticked = m->ticking && !m->stopping;
   m->stopping = true;
   uint64_t timer = m->timer;
   m->timer = 0;

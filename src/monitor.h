@@ -36,6 +36,7 @@ typedef struct fp__monitor {
   pthread_mutex_t tick_mu;
   uint64_t timer;     /* the next tick, 0 if none (tick_mu) */
   bool stopping;      /* no tick after this (tick_mu) */
+  bool ticking;       /* ticks were started (set before the first) */
   bool tty, show_progress;
   double started, last_monitor, next_monitor, next_progress, progress_every;
   uint64_t shown;     /* what progress showed last */

@@ -245,7 +245,7 @@ static void *trampoline(void *arg) {
   return result;
 }
 
-const char *fp__tm_task_name(const fp_future *f, char *buf, size_t len) {
+static const char *wrapped_task_name(const fp_future *f, char *buf, size_t len) {
   if (fp_future_fn(f) != trampoline) return NULL;
   return task_name(fp_future_arg(f), buf, len);
 }
@@ -483,6 +483,7 @@ int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out) 
                               .ctx = tm,
                               .counts = monitor_counts,
                               .interrupt = monitor_interrupt};
+  fp__future_wrapper_names(wrapped_task_name); /* its futures are named by their tasks */
   int rc = fp__monitor_start(&tm->monitor);
   if (rc) {
     tm_destroy(tm);

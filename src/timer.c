@@ -1,11 +1,15 @@
 /* timer.c - the library's one timer: a thread, started on first use,
  * that calls each callback at its time (fp_now's clock), in time order,
- * from a binary heap. Delayed submits and retries wait on it, so waiting
- * occupies no worker and no thread of their own. A callback must be
- * quick: the next ones wait for it. */
+ * from a binary heap. Delayed submits, retries and the task manager's
+ * monitor ticks wait on it, so their waiting occupies no worker and no
+ * thread of their own. A callback must be quick: the next ones wait for
+ * it. The timer lives as long as the program: its heap is plain malloc'd
+ * memory, outside fp_set_allocator (whose allocator may change
+ * meanwhile), never freed. */
 #define _GNU_SOURCE
 #include "internal.h"
 
+#include <stdlib.h>
 
 typedef struct timer_entry {
   double at;
@@ -105,7 +109,7 @@ uint64_t fp__timer_at(double at, void (*fire)(void *ctx), void *ctx) {
   if (!started && start()) goto out;
   if (count == room) {
     size_t grown_room = room ? 2 * room : 16;
-    timer_entry *grown = fp__realloc(heap, grown_room * sizeof *grown);
+    timer_entry *grown = realloc(heap, grown_room * sizeof *grown);
     if (!grown) goto out;
     heap = grown;
     room = grown_room;

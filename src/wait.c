@@ -100,8 +100,7 @@ int fp_wait(fp_future *const *fs, size_t n, fp_return_when when, double timeout_
       size_t pending = 0;
       for (long i = 0; i < m; i++)
         if (!fp_future_done(uniq[i])) targets[pending++] = uniq[i];
-      fp__hold_helpers();
-      rc = fp__wait_edge_add(&edge, targets, pending, when != FP_ALL_COMPLETED);
+      rc = fp__record_wait(&edge, targets, pending, when != FP_ALL_COMPLETED);
       pthread_mutex_lock(&w.mu);
       if (rc) break;
       continue; /* the condition again: something may have finished meanwhile */
@@ -211,8 +210,7 @@ int fp_as_completed_next(fp_as_completed *it, fp_future **out) {
     size_t n = 0;
     for (size_t i = 0; i < it->count; i++)
       if (!it->taken[i]) targets[n++] = it->futures[i];
-    fp__hold_helpers();
-    int rc = fp__wait_edge_add(&edge, targets, n, true);
+    int rc = fp__record_wait(&edge, targets, n, true);
     if (rc) {
       fp__free(targets);
       return rc;
