@@ -481,9 +481,15 @@ static void run_task(thread_pool *p, worker *w, fp_future *f) {
   } else {
     /* The last free thread takes a task while more is queued (a submit
      * that counted it free just before it took this one): start another,
-     * else the rest waits for as long as this task runs. */
-    if (!fully_started(p) && atomic_fetch_sub(&p->available, 1) <= 1 && any_work(p))
-      start_another(p);
+     * else the rest waits for as long as this task runs. Every submit
+     * either saw available drop (and grew the pool itself) or has pushed
+     * by the time the lanes are quiet and submit_mu is free. */
+    if (!fully_started(p) && atomic_fetch_sub(&p->available, 1) <= 1) {
+      quiet_lanes(p);
+      pthread_mutex_lock(&p->submit_mu);
+      pthread_mutex_unlock(&p->submit_mu);
+      if (any_work(p)) start_another(p);
+    }
     fp__future_run(f, task_returned, w);
   }
   fp_future_release(f); /* the executor's reference */
