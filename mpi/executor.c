@@ -292,7 +292,7 @@ static bool mx_poll(fp_executor *ex) {
   pthread_mutex_unlock(&m->mu);
   send_units(m, to_send);
   bool flag = open && receive_one(m, &buf, &len);
-  bool sent = sends_progress(&m->sends);
+  bool sent = sends_progress(&m->sends) || m->sends; /* one in flight wants progress */
   pthread_mutex_unlock(&m->mpi_mu);
   if (buf) complete(m, buf, (size_t)len);
   free(buf);
@@ -543,6 +543,9 @@ static void *progress(void *arg) {
     double now = fp_now();
     if (progressed) {
       quiet_since = now;
+    } else if (sending) { /* a large message moves only while someone calls MPI */
+      quiet_since = now;
+      poll_backoff(&m->cv, &m->mu, 0);
     } else if (now - atomic_load_explicit(&m->polled_at, memory_order_relaxed) < 100e-6 &&
                !m->shutting_down) {
       /* A waiter polls: stand by, and look again within a millisecond

@@ -303,8 +303,8 @@ static void take_turn(server *s) {
   s->sent = false;
   if (may_finish(s, progressed) || s->queued) return;
   double now = fp_now();
-  if (progressed) s->quiet_since = now;
-  else poll_backoff(&s->cv, &s->mu, now - s->quiet_since);
+  if (progressed || s->sending) s->quiet_since = now; /* a large send moves only while polled */
+  if (!progressed) poll_backoff(&s->cv, &s->mu, now - s->quiet_since);
 }
 
 /* A serving thread: run queued tasks (in_rank), else poll when it is
