@@ -421,8 +421,18 @@ FP_EXTERN int fp_process_pool_terminate_workers(fp_executor *ex);
 /* Executor statistics                                                   */
 /* ===================================================================== */
 
-/* Counters for monitoring (a snapshot), for any executor kind. */
+/* Latency of tasks, in seconds: how many, their mean, percentiles (each
+ * within about 3% of the true value) and the largest. */
+typedef struct fp_latency {
+  uint64_t count;
+  double mean, p50, p90, p99, max;
+} fp_latency;
+
+/* Counters for monitoring (a snapshot), for any executor kind. The struct
+ * grows at its end in later versions: fp_executor_get_stats passes the
+ * size your header knows, and the library fills that much. */
 typedef struct fp_executor_stats {
+  size_t size;       /* set by the library: the bytes it filled */
   size_t threads;    /* threads started and not yet exited */
   size_t idle;       /* of which waiting for work */
   size_t queued;     /* tasks waiting in the queue */
@@ -432,8 +442,55 @@ typedef struct fp_executor_stats {
    * their own (no lock; their tasks take turns with other threads', see
    * docs/executors.md); 0 where lanes are off. */
   size_t lanes;
+  /* Outcomes, always counted: tasks that failed (other than below), were
+   * cancelled (before or while running), ran out of time (FP_ETIMEDOUT),
+   * crashed their worker (FP_ECRASHED), and attempts made again
+   * (fp_retry). */
+  uint64_t failed, cancelled, timed_out, crashed, retried;
+  /* With fp_executor_stats_enable: */
+  bool latency;          /* on */
+  fp_latency queue_wait; /* submitted -> started */
+  fp_latency run;        /* started -> finished */
 } fp_executor_stats;
-FP_EXTERN int fp_executor_get_stats(const fp_executor *ex, fp_executor_stats *out);
+FP_EXTERN int fp_executor_stats_get(const fp_executor *ex, fp_executor_stats *out, size_t size);
+/* 0 and the snapshot, or FP_EINVAL. */
+#define fp_executor_get_stats(ex, out) \
+  fp_executor_stats_get((ex), (out), sizeof(fp_executor_stats))
+
+/* Record every task's queue wait and run time from now on (log-bucketed
+ * histograms: fixed memory, no lock; each worker adds to its own, a read
+ * merges them). Off by default: it reads the clock three times a task,
+ * which a trivial task feels (see docs/observability.md); a task manager
+ * keeps its own, always. There is no turning it off. 0 or FP_ENOMEM. */
+FP_EXTERN int fp_executor_stats_enable(fp_executor *ex);
+
+typedef enum {
+  FP_STATS_TEXT = 0,      /* a few lines for people */
+  FP_STATS_PROMETHEUS = 1 /* the Prometheus text exposition format */
+} fp_stats_format;
+/* Write the executor's statistics into buf (len bytes, always
+ * terminated when len > 0), as snprintf does: returns the length the
+ * whole text needs (call again with more room when it is >= len), or
+ * FP_EINVAL / FP_ENOMEM. Prometheus: counters fp_tasks_*_total, gauges,
+ * and histograms fp_task_queue_wait_seconds and fp_task_run_seconds (with
+ * latency on), labelled executor="<kind>",id="<n>". */
+FP_EXTERN int fp_executor_stats_format(const fp_executor *ex, char *buf, size_t len,
+                                       fp_stats_format format);
+
+/* Write a Chrome trace (the Trace Event format, JSON) of every task of
+ * every executor from now on to path: one complete event per task, its
+ * executor as the process and its worker (thread, or worker process) as
+ * the row, with its name and outcome; open it in Perfetto or
+ * chrome://tracing. Written as tasks end, through a bounded buffer; the
+ * file is a whole JSON array after every write (at most 0.2 s of events
+ * behind), so a run that is killed leaves a valid trace. FP_TRACE=path in
+ * the environment starts one when the first executor is made. One trace
+ * at a time: FP_EBUSY when one is open; FP_EINVAL; -errno (say
+ * -EACCES) for a file it cannot open. */
+FP_EXTERN int fp_trace_start(const char *path);
+/* Write what is buffered and close the trace (also done at exit). 0, or
+ * FP_EOF when none was open. */
+FP_EXTERN int fp_trace_stop(void);
 
 /* ===================================================================== */
 /* Waiting: over futures from any executors, mixed                        */
@@ -555,6 +612,10 @@ typedef struct fp_tm_options {
   /* Retry every task (fp_retry): the policy sees only the last outcome,
    * and the monitor line and fp_tm_stats count the retries. */
   fp_retry retry;
+  /* Write a Chrome trace of the run to this file (fp_trace_start: every
+   * task of every executor while the manager lives), closed by
+   * fp_tm_free. NULL: none (FP_TRACE in the environment still works). */
+  const char *trace_path;
 } fp_tm_options;
 FP_EXTERN void fp_tm_options_init(fp_tm_options *opt);
 
@@ -607,7 +668,10 @@ FP_EXTERN int fp_tm_failed_task(fp_task_manager *tm, fp_task **out);
  * valid until fp_tm_free). Returns their count. */
 FP_EXTERN size_t fp_tm_completed_tasks(fp_task_manager *tm, fp_task *const **tasks);
 
+/* Grows at its end like fp_executor_stats: fp_tm_get_stats passes the
+ * size your header knows. */
 typedef struct fp_tm_stats {
+  size_t size;          /* set by the library: the bytes it filled */
   uint64_t submitted;   /* tasks handed to the executor */
   uint64_t completed;   /* finished (result or error) */
   uint64_t failed;      /* of which with an error */
@@ -619,8 +683,17 @@ typedef struct fp_tm_stats {
   int stop_code;        /* 0 while running, else why it stopped */
   double stop_latency;  /* seconds from the failure (or the signal) to the
                            moment every queued task was cancelled */
+  uint64_t timed_out;   /* of the failed: FP_ETIMEDOUT */
+  uint64_t crashed;     /* of the failed: FP_ECRASHED */
+  /* Always kept: from fp_tm_submit (or a map reading the item) to the
+   * start, and from the start to the end, of the tasks consumed or done.
+   * On an executor that does not share memory (processes) the start is
+   * the hand-over, unless the executor keeps statistics itself. */
+  fp_latency queue_wait, run;
 } fp_tm_stats;
-FP_EXTERN int fp_tm_get_stats(fp_task_manager *tm, fp_tm_stats *out);
+FP_EXTERN int fp_tm_stats_get(fp_task_manager *tm, fp_tm_stats *out, size_t size);
+/* 0 and the snapshot, or FP_EINVAL. */
+#define fp_tm_get_stats(tm, out) fp_tm_stats_get((tm), (out), sizeof(fp_tm_stats))
 
 /* Stop what was not consumed (queued tasks are cancelled, running ones are
  * asked to stop), stop the monitor, restore the SIGINT handler, and free

@@ -31,6 +31,15 @@ void fp__executor_init(fp_executor *ex, const fp_executor_vtable *vt, void *impl
   ex->delayed = NULL;
   ex->handing_over = 0;
   ex->resubmit_at = resubmit_at;
+  atomic_init(&ex->lat, NULL);
+  atomic_init(&ex->trace_named, 0);
+  ex->outcomes = (struct fp__outcomes){0};
+  ex->serial = fp__executor_serial();
+}
+
+/* Submitted now: the start of its queue wait, when anyone wants it. */
+static bool stamping(const fp_executor *ex) {
+  return atomic_load_explicit(&((fp_executor *)ex)->lat, memory_order_relaxed) || fp__trace_on();
 }
 
 int fp_executor_new(const fp_executor_vtable *vt, void *impl, int max_workers,
@@ -120,6 +129,7 @@ int fp__submit(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *topt
   if (rc) return rc;
   fp_future *f = fp__future_new_task(ex, fn, arg, topt, bytes);
   if (!f) return fp__fail(FP_ENOMEM, "fp_submit: out of memory for a future");
+  if (stamping(ex)) fp__future_stamp(f, fp__now_ns());
   rc = ex->vt->submit(ex, f, timeout_s);
   if (rc) {
     fp__future_discard(f);
@@ -140,6 +150,10 @@ int fp__submit_batch(fp_executor *ex, fp_fn fn, void *const *items, size_t n,
   size_t made = 0;
   for (; made < n; made++)
     if (!(fs[made] = fp__future_new_task(ex, fn, items[made], topt, false))) break;
+  if (made == n && stamping(ex)) {
+    uint64_t now = fp__now_ns(); /* one batch, one time */
+    for (size_t i = 0; i < n; i++) fp__future_stamp(fs[i], now);
+  }
   if (made == n)
     rc = chunk && ex->vt->submit_chunk ? ex->vt->submit_chunk(ex, fs, n)
                                        : ex->vt->submit_many(ex, fs, n);
@@ -242,6 +256,7 @@ static void delayed_due(void *ctx) {
   }
   bool cancelled = fp_future_cancelled(d->f), submitted = false;
   int rc = cancelled ? 0 : fp__executor_refusal(ex);
+  if (!cancelled && !rc && stamping(ex)) fp__future_stamp(d->f, fp__now_ns());
   if (!cancelled && !rc) submitted = (rc = ex->vt->submit(ex, d->f, 0)) == 0;
   pthread_mutex_lock(&ex->delayed_mu);
   bool again = rc == FP_EAGAIN && !atomic_load(&ex->shut_down) &&
@@ -347,6 +362,7 @@ int fp_executor_free(fp_executor *ex) {
   bool owned = ex->owns_base;
   pthread_cond_destroy(&ex->delayed_cv);
   pthread_mutex_destroy(&ex->delayed_mu);
+  fp__stats_free(ex);
   ex->vt->destroy(ex);
   if (owned) fp__free_lines(ex);
   return 0;
@@ -355,11 +371,4 @@ int fp_executor_free(fp_executor *ex) {
 int fp_executor_max_workers(const fp_executor *ex) {
   if (!ex) return fp__einval("fp_executor_max_workers: executor is NULL");
   return ex->max_workers;
-}
-
-int fp_executor_get_stats(const fp_executor *ex, fp_executor_stats *out) {
-  if (!ex || !out) return fp__einval("fp_executor_get_stats: %s is NULL", ex ? "out" : "executor");
-  memset(out, 0, sizeof *out); /* what an executor kind does not count stays 0 */
-  if (ex->vt->stats) ex->vt->stats(ex, out);
-  return 0;
 }

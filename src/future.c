@@ -54,7 +54,12 @@ struct fp_future {
   atomic_int refs;
   fp_fn fn;
   void *arg;
-  void *result;
+  union {
+    void *result; /* once finished */
+    /* Before: when it was submitted (pending) or started (running), in
+     * fp__now_ns, if latency statistics or a trace wanted it; else 0. */
+    uint64_t stamp;
+  };
   fp_executor *ex;
   fp__wait_node *listeners; /* waiters and callbacks, newest first (LOCKED) */
   extra *extra;             /* NULL until needed */
@@ -120,6 +125,40 @@ static bool failed_state(unsigned s) {
 }
 bool fp__future_failed(const fp_future *f) {
   return failed_state(atomic_load(&((fp_future *)f)->state));
+}
+fp_executor *fp__future_ex(const fp_future *f) { return f->ex; }
+void fp__future_stamp(fp_future *f, uint64_t ns) { f->stamp = ns; }
+
+/* ---- statistics and traces (stats.c, trace.c) ---- */
+
+static fp__lat *latency_of(const fp_executor *ex) {
+  return atomic_load_explicit(&((fp_executor *)ex)->lat, memory_order_acquire);
+}
+
+/* f (of an executor) starts: its queue wait, and its start for later. */
+static void note_start(fp_future *f) {
+  fp__lat *lat = latency_of(f->ex);
+  if (!lat && !fp__trace_on()) return;
+  uint64_t now = fp__now_ns();
+  if (lat && f->stamp && now >= f->stamp) fp__stats_queue_wait(lat, now - f->stamp);
+  f->stamp = now;
+}
+
+/* f (of an executor) ends: failed with code and error (0: it did not), after
+ * running since started (0: it never ran, or no one noted it). */
+static void note_end(fp_future *f, uint64_t started, int code, const char *error) {
+  if (code) fp__stats_outcome(f->ex, code);
+  fp__lat *lat = latency_of(f->ex);
+  bool tracing = fp__trace_on();
+  if (!lat && !tracing) return;
+  uint64_t real_start;
+  fp__run_context(&real_start); /* a process pool's item: when it really began */
+  if (real_start && started) started = real_start;
+  if (!started) return;
+  uint64_t now = fp__now_ns();
+  if (now < started) now = started;
+  if (lat) fp__stats_run(lat, now - started);
+  if (tracing) fp__trace_task(f, started, now, code, error);
 }
 
 /* ---- creation and references ---- */
@@ -401,6 +440,7 @@ static bool retry_later(fp_future *f, int code, char *text) {
   fp_future_retain(f);
   if (f->ex->resubmit_at(f->ex, f, fp__now() + (delay > 0 ? delay : 0)) == 0) {
     fp__free(text); /* the next attempt's outcome will do */
+    fp__stats_outcome(f->ex, FP__RETRIED);
     return true;
   }
   fp_future_release(f); /* shut down, no memory: this outcome is the last */
@@ -410,7 +450,7 @@ static bool retry_later(fp_future *f, int code, char *text) {
 /* Finish f with a result or an error (text owned, may be NULL for the
  * code's standard message). */
 static int finish(fp_future *f, void *result, bool failed, int code, char *text) {
-  if (failed && retry_later(f, code, text)) return 0;
+  if (failed && retry_later(f, code, text)) return 0; /* not noted: its last attempt is */
   if (failed && f->extra && f->extra != &no_memory_for_error && f->extra->retry.max_attempts > 1 &&
       atomic_load(&f->extra->attempts) > 1) { /* the last of several: say so */
     char *said = fp__format("%s (after %d attempts)",
@@ -430,6 +470,7 @@ static int finish(fp_future *f, void *result, bool failed, int code, char *text)
                       (unsigned long long)id_of(f));
     }
   } while (!atomic_compare_exchange_weak(&f->state, &s, with_state(s, ST_COMPLETING)));
+  uint64_t started = (s & ST_MASK) == FP_RUNNING ? f->stamp : 0;
   f->result = result;
   if (failed && !f->extra && !(f->extra = fp__calloc(1, sizeof *f->extra))) {
     fp__free(text); /* a named error all the same: FP_ENOMEM */
@@ -439,6 +480,8 @@ static int finish(fp_future *f, void *result, bool failed, int code, char *text)
     f->extra->text = text;
     f->extra->error.message = text ? text : fp_strerror(f->extra->error.code);
   }
+  if (f->ex)
+    note_end(f, started, failed ? f->extra->error.code : 0, failed ? f->extra->error.message : NULL);
   publish(f, FP_FINISHED, failed ? ST_FAILED : 0);
   return 0;
 }
@@ -476,6 +519,7 @@ int fp_future_set_running(fp_future *f) {
   while ((s & ST_MASK) == FP_PENDING)
     if (atomic_compare_exchange_weak(&f->state, &s, with_state(s, FP_RUNNING))) {
       if (f->extra && f->extra->retry.max_attempts > 1) atomic_fetch_add(&f->extra->attempts, 1);
+      if (f->ex) note_start(f);
       return 0;
     }
   unsigned state = s & ST_MASK;
@@ -492,6 +536,8 @@ bool fp_future_cancel(fp_future *f) {
   unsigned s = atomic_load(&f->state);
   while ((s & ST_MASK) == FP_PENDING) {
     if (atomic_compare_exchange_weak(&f->state, &s, with_state(s, ST_COMPLETING))) {
+      f->result = NULL; /* not a stamp any more */
+      if (f->ex) fp__stats_outcome(f->ex, FP_ECANCELED);
       publish(f, FP_CANCELLED, 0);
       return true;
     }

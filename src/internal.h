@@ -128,8 +128,64 @@ bool fp__future_cancel_requested(const fp_future *f);
 /* Finished with an error; unlike fp_future_error it does not count as
  * looking at the error. */
 bool fp__future_failed(const fp_future *f);
+/* Its executor (NULL for a future made with fp_future_new). */
+fp_executor *fp__future_ex(const fp_future *f);
+/* When it was submitted (fp__now_ns), for its queue wait: set on a pending
+ * future not yet handed to its executor, when its executor keeps latency
+ * statistics or a trace is open. */
+void fp__future_stamp(fp_future *f, uint64_t ns);
 
 
+
+/* ---- statistics (stats.c) and traces (trace.c) ---- */
+uint64_t fp__now_ns(void); /* monotonic nanoseconds */
+/* A latency histogram in nanoseconds: below 16 ns one bucket a value,
+ * above that 16 buckets a power of two (a bucket's middle is within 3.2%
+ * of its values), up to 2^44 ns (about 5 hours; longer lands in the last
+ * bucket, the max stays exact). About 5 KiB, updated with relaxed atomic
+ * adds. */
+enum {
+  FP__HIST_SUB = 16,
+  FP__HIST_EXP_MAX = 44,
+  FP__HIST_BUCKETS = (FP__HIST_EXP_MAX - 3) * FP__HIST_SUB
+};
+typedef struct fp__hist {
+  atomic_uint_fast64_t bucket[FP__HIST_BUCKETS];
+  atomic_uint_fast64_t count, sum, max;
+} fp__hist;
+void fp__hist_add(fp__hist *h, uint64_t ns);
+void fp__hist_merge(fp__hist *into, const fp__hist *from);
+double fp__hist_quantile(const fp__hist *h, double q); /* seconds */
+void fp__hist_summary(const fp__hist *h, fp_latency *out);
+/* A duration for people: "850 ns", "12.5 us", "3.2 ms", "1.25 s". Returns buf. */
+const char *fp__seconds_text(double s, char *buf, size_t len);
+/* An executor's latency shards (fp_executor_stats_enable). */
+typedef struct fp__lat fp__lat;
+void fp__stats_queue_wait(fp__lat *lat, uint64_t ns);
+void fp__stats_run(fp__lat *lat, uint64_t ns);
+/* Count an outcome: a task's error code (FP_ECANCELED, FP_ETIMEDOUT,
+ * FP_ECRASHED have counters of their own, the rest count as failed), or
+ * FP__RETRIED for an attempt that will be made again. */
+enum { FP__RETRIED = 1 };
+void fp__stats_outcome(fp_executor *ex, int code);
+void fp__stats_free(fp_executor *ex); /* at fp_executor_free */
+/* What an executor that finishes futures away from where their tasks ran
+ * (the process pool's dispatcher) says of the one it finishes now: the
+ * trace row (its worker's pid) and when it really started (0: the
+ * future's own start). Set around fp_future_set_result / _error; row 0
+ * clears it. */
+void fp__run_context_set(int row, uint64_t started_ns);
+/* The row (this thread's id when none was set) and the start (0: none). */
+int fp__run_context(uint64_t *started_ns);
+/* Tracing (trace.c): on while a trace file is open. */
+bool fp__trace_on(void);
+/* One complete event for f's task (code 0: it succeeded; else its
+ * error's message, may be NULL). */
+void fp__trace_task(fp_future *f, uint64_t started_ns, uint64_t finished_ns, int code,
+                    const char *error);
+/* Number a new executor (fp__executor_init), and open FP_TRACE's file the
+ * first time. */
+uint64_t fp__executor_serial(void);
 
 /* ---- the timer (timer.c) ----
  * fire(ctx) runs on the timer's thread at fp_now() time `at` (or soon
@@ -236,6 +292,15 @@ struct fp_executor {
    * read for every task. */
   _Alignas(FP__APART) atomic_uint_fast64_t next_id;
   char pad_[FP__APART - sizeof(atomic_uint_fast64_t)];
+  /* Statistics (stats.c): latency when enabled (NULL until then), and
+   * outcome counters, written only when a task fails, is cancelled or is
+   * retried. serial numbers executors in the process (traces, metrics). */
+  _Alignas(FP__APART) _Atomic(struct fp__lat *) lat;
+  uint64_t serial;
+  atomic_uint_fast64_t trace_named; /* the trace that named it (trace.c) */
+  struct fp__outcomes {
+    atomic_uint_fast64_t failed, cancelled, timed_out, crashed, retried;
+  } outcomes;
 };
 
 /* For an executor embedded at the start of its kind's own struct. */

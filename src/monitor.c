@@ -103,11 +103,23 @@ static void clear_bar(bool tty) {
 static void monitor_line(fp__monitor *m, double seconds) {
   fp__monitor_counts c;
   m->counts(m->ctx, &c);
-  char retried[48] = "";
+  char retried[48] = "", latency[96] = "", straggler[160] = "";
   if (c.retried) snprintf(retried, sizeof retried, ", %llu retried", (unsigned long long)c.retried);
-  fp_log(FP_LOG_INFO, "%llu tasks completed in the last %.1f s (%zu in flight, %llu failed%s)",
+  if (c.completed) {
+    char p50[16], p99[16], q99[16];
+    snprintf(latency, sizeof latency, "; run p50 %s, p99 %s, queue wait p99 %s",
+             fp__seconds_text(c.run_p50, p50, sizeof p50),
+             fp__seconds_text(c.run_p99, p99, sizeof p99),
+             fp__seconds_text(c.queue_p99, q99, sizeof q99));
+  }
+  if (c.completed && c.running > 10 * c.run_p50 && c.running > 0) {
+    char ran[16];
+    snprintf(straggler, sizeof straggler, "; %s has run %s", c.running_name,
+             fp__seconds_text(c.running, ran, sizeof ran));
+  }
+  fp_log(FP_LOG_INFO, "%llu tasks completed in the last %.1f s (%zu in flight, %llu failed%s%s)%s",
          (unsigned long long)(c.completed - m->completed_reported), seconds, c.in_flight,
-         (unsigned long long)c.failed, retried);
+         (unsigned long long)c.failed, retried, latency, straggler);
   m->completed_reported = c.completed;
 }
 

@@ -14,6 +14,12 @@
 typedef struct fp__monitor_counts {
   uint64_t completed, failed, cancelled, retried;
   size_t in_flight;
+  /* Latency (seconds; 0 before the first task): */
+  double run_p50, run_p99, queue_p99;
+  /* The task that has run longest and still runs (running > 0), for the
+   * line to name when it runs past 10x run_p50. */
+  double running;
+  char running_name[96];
 } fp__monitor_counts;
 
 typedef struct fp__monitor {

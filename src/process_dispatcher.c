@@ -43,6 +43,11 @@ static _Thread_local process_pool *dispatcher_of; /* set in the dispatcher threa
 
 bool fp__pp_in_dispatcher(const process_pool *p) { return dispatcher_of == p; }
 
+/* Latency statistics or a trace want each item's start (a clock read). */
+static bool observed(process_pool *p) {
+  return atomic_load_explicit(&p->base.lat, memory_order_relaxed) || fp__trace_on();
+}
+
 /* ---- settling futures ---- */
 
 static void settle_future(process_pool *p, fp_future *f, int code, const char *msg) {
@@ -171,7 +176,9 @@ static void bury(process_pool *p, worker *w) {
     char msg[160];
     describe_death(p, w, msg, sizeof msg);
     job *j = detach_jobs(p, w, 0, NULL);
+    fp__run_context_set(w->pid, w->item_started_ns);
     settle_job(p, j, FP_ECRASHED, msg);
+    fp__run_context_set(0, 0);
     fp_log(FP_LOG_WARNING, "process pool: %s while running a task", msg);
     if (p->opt.break_on_crash) break_pool(p, msg);
   }
@@ -203,7 +210,9 @@ static void kill_worker(process_pool *p, worker *w, int sig, int code, const cha
                         bool all) {
   signal_worker(w, sig);
   job *j = detach_jobs(p, w, all ? code : 0, msg);
+  fp__run_context_set(w->pid, w->item_started_ns);
   settle_job(p, j, code, msg);
+  fp__run_context_set(0, 0);
   mark_dead(w);
 }
 
@@ -326,10 +335,13 @@ static void item_settled(process_pool *p, worker *w) {
 
 static void settle_current(process_pool *p, worker *w, int code, const char *msg, void *value) {
   fp_future *f = w->job->fs[w->job->replied];
+  fp__run_context_set(w->pid, w->item_started_ns); /* its row and start in statistics, traces */
   if (code)
     fp__future_fail_static(f, code, msg);
   else
     fp_future_set_result(f, value); /* a bytes result: the future owns it */
+  fp__run_context_set(0, 0);
+  if (observed(p)) w->item_started_ns = fp__now_ns(); /* the next item of the job starts */
   atomic_fetch_add(&p->completed, 1);
   fp_future_release(f);
   item_settled(p, w);
@@ -650,6 +662,7 @@ static bool give(process_pool *p, worker *w, job *j) {
   if (w->state == W_IDLE) {
     w->state = W_BUSY;
     w->job_started = fp__now();
+    w->item_started_ns = observed(p) ? fp__now_ns() : 0;
     w->deadline = p->opt.task_timeout > 0 ? w->job_started + p->opt.task_timeout : 0;
   }
   flush_output(w);

@@ -31,6 +31,7 @@ typedef struct worker {
   int sent;          /* jobs sent and not yet answered */
   uint32_t next_seq;
   double job_started; /* when the running job started */
+  uint64_t item_started_ns; /* when its running item started (fp__now_ns) */
   double last_job_s;  /* how long the last finished job took; -1: none yet */
   double deadline;   /* BUSY with task_timeout */
   long jobs_done;

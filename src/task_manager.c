@@ -15,8 +15,9 @@ struct fp_task {
   atomic_bool dropped;          /* never handed over: the run stopped first */
   uint64_t index;
   double queued_at;
-  double started_at, finished_at; /* written by the worker before the
-                                   * outcome is published */
+  /* Written by the worker before the outcome is published; the monitor
+   * reads started_at of running tasks. */
+  _Atomic double started_at, finished_at;
   struct fp_task_manager *tm;     /* only while in the executor */
   struct fp_task *prev, *next;    /* in one of the manager's lists */
 };
@@ -53,7 +54,9 @@ struct fp_task_manager {
   fp_task **kept;    /* keep_completed */
   size_t kept_count, kept_room;
   uint64_t next_index;
-  uint64_t submitted, completed, failed, cancelled, retried;
+  uint64_t submitted, completed, failed, cancelled, retried, timed_out, crashed;
+  fp__hist *latency; /* [0] queue wait, [1] run (mu) */
+  bool tracing;      /* it started the trace (trace_path): it stops it */
 
   atomic_bool stopping; /* read by tasks about to start */
   int stop_code;
@@ -218,6 +221,7 @@ static void tm_destroy(fp_task_manager *tm) {
   }
   for (size_t i = 0; i < tm->kept_count; i++) fp_task_release(tm->kept[i]);
   fp__free(tm->kept);
+  fp__free(tm->latency);
   fp_task_release(tm->failed_task);
   pthread_cond_destroy(&tm->cv);
   pthread_mutex_destroy(&tm->mu);
@@ -234,14 +238,14 @@ static void tm_release(fp_task_manager *tm) {
  * stopping (a task the stop's cancel did not reach in time). */
 static void *trampoline(void *arg) {
   fp_task *t = arg;
-  t->started_at = fp__now();
+  atomic_store_explicit(&t->started_at, fp__now(), memory_order_relaxed);
   void *result;
   if (atomic_load(&t->tm->stopping))
     result = fp_raise(FP_ECANCELED, "task %llu not started: the run is stopping",
                       (unsigned long long)t->index);
   else
     result = t->fn(t->arg);
-  t->finished_at = fp__now();
+  atomic_store_explicit(&t->finished_at, fp__now(), memory_order_relaxed);
   return result;
 }
 
@@ -297,8 +301,19 @@ static void on_task_done(fp_future *f, void *userdata) {
   fp_task_manager *tm = t->tm;
   const fp_error *err = fp_future_error(f);
   bool began_stop = false;
-  if (!fp__executor_shares_memory(tm->ex)) t->finished_at = fp__now();
+  if (!fp__executor_shares_memory(tm->ex)) {
+    uint64_t started_ns; /* a process pool tells when it really began */
+    fp__run_context(&started_ns);
+    if (started_ns) t->started_at = (double)started_ns * 1e-9;
+    t->finished_at = fp__now();
+  }
+  double started = t->started_at, finished = t->finished_at;
   pthread_mutex_lock(&tm->mu);
+  if (started > 0 && finished >= started) {
+    fp__hist_add(&tm->latency[0], started > t->queued_at
+                                      ? (uint64_t)((started - t->queued_at) * 1e9) : 0);
+    fp__hist_add(&tm->latency[1], (uint64_t)((finished - started) * 1e9));
+  }
   list_remove(&tm->running, t);
   list_push(&tm->done, t);
   int attempts = fp_future_attempts(f);
@@ -309,6 +324,8 @@ static void on_task_done(fp_future *f, void *userdata) {
     tm->completed++;
   if (err && !(atomic_load(&tm->stopping) && err->code == FP_ECANCELED)) {
     tm->failed++;
+    tm->timed_out += err->code == FP_ETIMEDOUT;
+    tm->crashed += err->code == FP_ECRASHED;
     char name[128];
     if (tm->opt.error_policy == FP_POLICY_RAISE)
       began_stop = begin_stop(tm, err->code, t, "task %llu (%s) failed: %s: %s",
@@ -435,8 +452,29 @@ static void feed(fp_task_manager *tm) {
 
 static void monitor_counts(void *ctx, fp__monitor_counts *out) {
   fp_task_manager *tm = ctx;
+  double now = fp__now();
   pthread_mutex_lock(&tm->mu);
-  *out = (fp__monitor_counts){tm->completed, tm->failed, tm->cancelled, tm->retried, tm->in_flight};
+  *out = (fp__monitor_counts){.completed = tm->completed,
+                              .failed = tm->failed,
+                              .cancelled = tm->cancelled,
+                              .retried = tm->retried,
+                              .in_flight = tm->in_flight,
+                              .run_p50 = fp__hist_quantile(&tm->latency[1], 0.5),
+                              .run_p99 = fp__hist_quantile(&tm->latency[1], 0.99),
+                              .queue_p99 = fp__hist_quantile(&tm->latency[0], 0.99)};
+  fp_task *longest = NULL; /* the window bounds this walk */
+  for (fp_task *t = tm->running.head; t; t = t->next) {
+    double started = t->started_at;
+    if (started > 0 && !(t->finished_at > 0) && now - started > out->running) {
+      out->running = now - started;
+      longest = t;
+    }
+  }
+  if (longest) {
+    char name[64];
+    snprintf(out->running_name, sizeof out->running_name, "task %llu (%s)",
+             (unsigned long long)longest->index, task_name(longest, name, sizeof name));
+  }
   pthread_mutex_unlock(&tm->mu);
 }
 
@@ -466,13 +504,20 @@ int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out) 
     return fp__einval("fp_tm_new: monitor_interval must be 0 (off) or at least %g s (got %g)",
                       FP__MONITOR_INTERVAL_MIN, opt->monitor_interval);
   fp_task_manager *tm = fp__calloc(1, sizeof *tm);
-  if (!tm) return fp__fail(FP_ENOMEM, "fp_tm_new: out of memory");
+  fp__hist *latency = fp__calloc(2, sizeof *latency);
+  if (!tm || !latency) {
+    fp__free(tm);
+    fp__free(latency);
+    return fp__fail(FP_ENOMEM, "fp_tm_new: out of memory");
+  }
+  tm->latency = latency;
   tm->ex = ex;
   tm->opt = *opt;
   if (!tm->opt.max_in_flight) tm->opt.max_in_flight = 2 * (size_t)ex->max_workers;
   atomic_init(&tm->refs, 1);
   atomic_init(&tm->stopping, false);
   if (pthread_mutex_init(&tm->mu, NULL) || fp__cond_init(&tm->cv)) {
+    fp__free(latency);
     fp__free(tm);
     return fp__fail(FP_ENOMEM, "fp_tm_new: out of resources");
   }
@@ -484,8 +529,11 @@ int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out) 
                               .counts = monitor_counts,
                               .interrupt = monitor_interrupt};
   fp__future_wrapper_names(wrapped_task_name); /* its futures are named by their tasks */
-  int rc = fp__monitor_start(&tm->monitor);
+  int rc = opt->trace_path ? fp_trace_start(opt->trace_path) : 0;
+  tm->tracing = opt->trace_path && !rc;
+  if (!rc) rc = fp__monitor_start(&tm->monitor);
   if (rc) {
+    if (tm->tracing) fp_trace_stop();
     tm_destroy(tm);
     return rc;
   }
@@ -661,10 +709,13 @@ size_t fp_tm_completed_tasks(fp_task_manager *tm, fp_task *const **tasks) {
   return n;
 }
 
-int fp_tm_get_stats(fp_task_manager *tm, fp_tm_stats *out) {
+int fp_tm_stats_get(fp_task_manager *tm, fp_tm_stats *out, size_t size) {
   if (!tm || !out) return fp__einval("fp_tm_get_stats: %s is NULL", tm ? "out" : "manager");
+  if (size < offsetof(fp_tm_stats, stop_latency) + sizeof out->stop_latency)
+    return fp__einval("fp_tm_get_stats: a stats struct of %zu bytes is too small", size);
+  fp_tm_stats st;
   pthread_mutex_lock(&tm->mu);
-  *out = (fp_tm_stats){.submitted = tm->submitted,
+  st = (fp_tm_stats){.submitted = tm->submitted,
                        .completed = tm->completed,
                        .failed = tm->failed,
                        .cancelled = tm->cancelled,
@@ -673,8 +724,15 @@ int fp_tm_get_stats(fp_task_manager *tm, fp_tm_stats *out) {
                        .max_in_flight = tm->opt.max_in_flight,
                        .peak_in_flight = tm->peak_in_flight,
                        .stop_code = tm->stop_code,
-                       .stop_latency = tm->stop_latency};
+                       .stop_latency = tm->stop_latency,
+                       .timed_out = tm->timed_out,
+                       .crashed = tm->crashed};
+  fp__hist_summary(&tm->latency[0], &st.queue_wait);
+  fp__hist_summary(&tm->latency[1], &st.run);
   pthread_mutex_unlock(&tm->mu);
+  if (size > sizeof st) size = sizeof st; /* a newer header than this library */
+  st.size = size;
+  memcpy(out, &st, size);
   return 0;
 }
 
@@ -687,5 +745,6 @@ void fp_tm_free(fp_task_manager *tm) {
   pthread_mutex_unlock(&tm->mu);
   if (began) cancel_running(tm);
   fp__monitor_stop(&tm->monitor);
+  if (tm->tracing) fp_trace_stop();
   tm_release(tm); /* tasks still in the executor hold the rest */
 }

@@ -407,7 +407,8 @@ START_TEST(monitor_lines_at_its_interval) {
   fp_executor_free(ex);
   ck_assert(captured("info: starting executor monitor\n"));
   ck_assert(captured(" tasks completed in the last 0.1 s ("));
-  ck_assert(captured(" in flight, 0 failed)"));
+  ck_assert(captured(" in flight, 0 failed; run p50 "));
+  ck_assert(captured(", queue wait p99 "));
   ck_assert(captured("info: shutting down monitor\n"));
   /* the order: start, lines, end */
   pthread_mutex_lock(&test_log.mu);
