@@ -535,13 +535,20 @@ FP_EXTERN void fp_as_completed_free(fp_as_completed *it);
  * thread that calls fp_map_new / fp_map_next. */
 typedef int (*fp_iter_fn)(void *state, void **item);
 
+#define FP_CHUNKSIZE_AUTO 0
+
 typedef struct fp_map_options {
   /* Items read ahead of the consumer (submitted, not yet returned).
-   * 0 = default: 2 x the executor's max_workers x chunksize, at least 64. */
+   * 0 = default: 2 x the executor's max_workers x chunksize, at least 64
+   * (with an automatic chunksize it follows the chunks, and the window
+   * has room for chunks of up to 1024 items). */
   size_t buffersize;
-  /* Items sent to a process pool's worker at once (>= 1, default 1);
-   * results still come one by one, in order. A thread pool runs each item
-   * as a task of its own whatever it says, and takes them many at a time. */
+  /* Items sent to a process pool's worker (or an MPI rank) at once; results
+   * still come one by one, in order. FP_CHUNKSIZE_AUTO (0, the default):
+   * start at 1 and size chunks from the measured time an item takes,
+   * toward about 1 ms of work a chunk (at most 1024 items), so that tiny
+   * tasks do not pay a round trip each. A thread pool runs each item as a
+   * task of its own whatever it says, and takes them many at a time. */
   int chunksize;
   double timeout_s;       /* from fp_map_new; negative = none (the default) */
   fp_free_fn item_free;   /* called on each item when its task is done with it */
@@ -586,7 +593,7 @@ FP_EXTERN const char *fp_error_policy_name(fp_error_policy policy);
 typedef struct fp_tm_options {
   fp_error_policy error_policy;
   /* Tasks submitted and not yet consumed, at most. 0 = default: 2 x the
-   * executor's max_workers. */
+   * executor's max_workers, at least 64 (as fp_map's buffer). */
   size_t max_in_flight;
   /* Seconds between monitor lines ("N tasks completed in the last X s"),
    * logged at info level. Default 2; 0 = no monitor; at least 0.001. */

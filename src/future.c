@@ -8,12 +8,8 @@
 #include <string.h>
 
 /* A done-callback waits in the future's listener list as a node with no
- * waiter. */
-typedef struct callback {
-  fp__wait_node node;
-  fp_done_cb cb;
-  void *userdata;
-} callback;
+ * waiter (fp__callback, internal.h). */
+typedef fp__callback callback;
 
 /* The state word: an fp_future_state, or COMPLETING while the thread that
  * won the race to finish writes the outcome, and flags. Every transition
@@ -233,7 +229,7 @@ static const char *own_name(const fp_future *f, char *buf, size_t len);
 static void future_free(fp_future *f, bool run_destructors) {
   for (fp__wait_node *n = f->listeners, *next; n; n = next) { /* callbacks never run */
     next = n->next;
-    fp__free((callback *)n);
+    if (!((callback *)n)->embedded) fp__free((callback *)n);
   }
   unsigned state = atomic_load(&f->state);
   extra *x = f->extra;
@@ -379,8 +375,9 @@ static callback *notify_locked(fp_future *f, bool failed) {
 static void run_callbacks(fp_future *f, callback *cbs) {
   while (cbs) {
     callback *next = (callback *)cbs->node.ready_next;
+    bool embedded = cbs->embedded; /* (its owner may free it in cb) */
     cbs->cb(f, cbs->userdata);
-    fp__free(cbs);
+    if (!embedded) fp__free(cbs);
     cbs = next;
   }
 }
@@ -665,11 +662,20 @@ int fp_future_on_done(fp_future *f, fp_done_cb cb, void *userdata) {
   c->node.waiter = NULL;
   c->cb = cb;
   c->userdata = userdata;
+  c->embedded = false;
   if (!link_listener(f, &c->node)) {
     fp__free(c);
     cb(f, userdata);
   }
   return 0;
+}
+
+void fp__future_on_done_embedded(fp_future *f, fp__callback *c, fp_done_cb cb, void *userdata) {
+  c->node.waiter = NULL;
+  c->cb = cb;
+  c->userdata = userdata;
+  c->embedded = true;
+  if (!link_listener(f, &c->node)) cb(f, userdata);
 }
 
 /* ---- waiters ---- */

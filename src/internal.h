@@ -128,6 +128,16 @@ bool fp__future_cancel_requested(const fp_future *f);
 /* Finished with an error; unlike fp_future_error it does not count as
  * looking at the error. */
 bool fp__future_failed(const fp_future *f);
+/* A done-callback as it waits on a future. fp__future_on_done_embedded
+ * is fp_future_on_done in the caller's memory (no allocation, no
+ * failure): c must stay valid until cb has run or f is freed. */
+typedef struct fp__callback {
+  fp__wait_node node;
+  fp_done_cb cb;
+  void *userdata;
+  bool embedded; /* the caller's memory: never freed here */
+} fp__callback;
+void fp__future_on_done_embedded(fp_future *f, fp__callback *c, fp_done_cb cb, void *userdata);
 /* Its executor (NULL for a future made with fp_future_new). */
 fp_executor *fp__future_ex(const fp_future *f);
 /* When it was submitted (fp__now_ns), for its queue wait: set on a pending
@@ -154,6 +164,7 @@ typedef struct fp__hist {
   atomic_uint_fast64_t count, sum, max;
 } fp__hist;
 void fp__hist_add(fp__hist *h, uint64_t ns);
+void fp__hist_add_owned(fp__hist *h, uint64_t ns); /* one writer at a time (a lock) */
 void fp__hist_merge(fp__hist *into, const fp__hist *from);
 double fp__hist_quantile(const fp__hist *h, double q); /* seconds */
 void fp__hist_summary(const fp__hist *h, fp_latency *out);

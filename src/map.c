@@ -7,8 +7,11 @@
 #include <string.h>
 
 /* The default window holds at least this many items: tiny tasks then go
- * to the executor many at a time, and a window is a few hundred bytes. */
-enum { MIN_DEFAULT_BUFFER = 64 };
+ * to the executor many at a time, and a window is a few hundred bytes.
+ * An automatic chunksize grows toward AUTO_CHUNK_S of work a chunk, up to
+ * AUTO_CHUNK_MAX items. */
+enum { MIN_DEFAULT_BUFFER = 64, AUTO_CHUNK_MAX = 1024 };
+#define AUTO_CHUNK_S 1e-3
 
 struct fp_map {
   fp_executor *ex;
@@ -29,6 +32,13 @@ struct fp_map {
   void **batch;
   fp_future **batch_futures;
   bool chunked;
+  /* The chunk size in force, and the items read ahead at most (the ring
+   * holds opt.buffersize). With an automatic chunksize both follow the
+   * measured time an item takes: */
+  size_t chunk, limit;
+  bool auto_chunk, auto_limit;
+  double measured_since; /* when the items counted below began */
+  size_t measured;       /* items returned since */
 };
 
 void fp_map_options_init(fp_map_options *opt) {
@@ -38,7 +48,7 @@ void fp_map_options_init(fp_map_options *opt) {
   }
   memset(opt, 0, sizeof *opt);
   opt->timeout_s = -1;
-  opt->chunksize = 1;
+  opt->chunksize = FP_CHUNKSIZE_AUTO;
 }
 
 static void end_input(fp_map *m, int rc) {
@@ -77,16 +87,16 @@ static void fill_batch(fp_map *m, size_t want) {
 /* Read and submit items until the window is full or the input ends. */
 static void fill(fp_map *m) {
   fp_task_options topt = {.arg_free = m->opt.item_free, .result_free = m->opt.result_free};
-  while (!m->end_code && m->count < m->opt.buffersize) {
-    size_t room = m->opt.buffersize - m->count;
+  while (!m->end_code && m->count < m->limit) {
+    size_t room = m->limit - m->count;
     if (m->batch && m->chunked) { /* whole chunks only: a trickle of 1-item chunks
                                    * defeats them */
-      if (room < (size_t)m->opt.chunksize && m->count) return;
-      fill_batch(m, room < (size_t)m->opt.chunksize ? room : (size_t)m->opt.chunksize);
+      if (room < m->chunk && m->count) return;
+      fill_batch(m, room < m->chunk ? room : m->chunk);
       continue;
     }
     if (m->batch) { /* many at once: refill when half the window is free */
-      if (room < m->opt.buffersize / 2 && m->count) return;
+      if (room < m->limit / 2 && m->count) return;
       fill_batch(m, room);
       continue;
     }
@@ -122,23 +132,37 @@ int fp_map_new(fp_executor *ex, fp_fn fn, fp_iter_fn next, void *state,
   else
     fp_map_options_init(&m->opt);
   fp_map_options o = m->opt;
-  if (o.chunksize < 1 || o.buffersize > SIZE_MAX / sizeof *m->window || isnan(o.timeout_s)) {
+  if (o.chunksize < 0 || o.buffersize > SIZE_MAX / sizeof *m->window || isnan(o.timeout_s)) {
     fp__free(m);
-    if (o.chunksize < 1)
-      return fp__einval("fp_map_new: chunksize must be 1 or more (got %d)", o.chunksize);
+    if (o.chunksize < 0)
+      return fp__einval("fp_map_new: chunksize must be 1 or more, or 0 for automatic (got %d)",
+                        o.chunksize);
     if (isnan(o.timeout_s)) return fp__einval("fp_map_new: the timeout is NaN");
     return fp__einval("fp_map_new: buffersize %zu is larger than any window could be",
                       o.buffersize);
   }
-  size_t chunk = (size_t)m->opt.chunksize;
+  /* Automatic: where the executor takes chunks (worker processes, ranks),
+   * start at 1 and let fp_map_next size them; elsewhere, one by one. */
+  m->auto_chunk = m->opt.chunksize == FP_CHUNKSIZE_AUTO && ex->vt->submit_chunk;
+  size_t chunk = m->opt.chunksize > 1 ? (size_t)m->opt.chunksize : 1;
+  size_t most = m->auto_chunk ? AUTO_CHUNK_MAX : chunk; /* the largest chunk */
+  m->auto_limit = !m->opt.buffersize;
   if (!m->opt.buffersize) {
-    m->opt.buffersize = 2 * (size_t)ex->max_workers * chunk;
+    m->opt.buffersize = 2 * (size_t)ex->max_workers * most;
     if (m->opt.buffersize < MIN_DEFAULT_BUFFER) m->opt.buffersize = MIN_DEFAULT_BUFFER;
   }
+  if (m->auto_chunk && most > m->opt.buffersize / 2) /* a given window bounds chunks */
+    most = m->opt.buffersize > 1 ? m->opt.buffersize / 2 : 1;
+  m->chunk = chunk;
+  m->limit = m->opt.buffersize;
+  if (m->auto_chunk && m->auto_limit) {
+    m->limit = 2 * (size_t)ex->max_workers * chunk;
+    if (m->limit < MIN_DEFAULT_BUFFER) m->limit = MIN_DEFAULT_BUFFER;
+  }
   m->window = fp__malloc_array(m->opt.buffersize, sizeof *m->window);
-  bool batches = fp__executor_batches(ex, chunk > 1);
-  m->chunked = chunk > 1;
-  size_t batch = chunk > 1 ? chunk : m->opt.buffersize;
+  bool batches = fp__executor_batches(ex, chunk > 1 || m->auto_chunk);
+  m->chunked = chunk > 1 || m->auto_chunk;
+  size_t batch = m->chunked ? most : m->opt.buffersize;
   if (batches) {
     m->batch = fp__malloc_array(batch, sizeof *m->batch);
     m->batch_futures = fp__malloc_array(batch, sizeof *m->batch_futures);
@@ -156,6 +180,7 @@ int fp_map_new(fp_executor *ex, fp_fn fn, fp_iter_fn next, void *state,
   m->next = next;
   m->state = state;
   m->deadline = fp__deadline_in(m->opt.timeout_s);
+  m->measured_since = fp__now();
   fill(m);
   *out = m;
   return 0;
@@ -167,6 +192,30 @@ static void cancel_window(fp_map *m) {
     fp_future_cancel(f);
     fp_future_release(f);
   }
+}
+
+/* An automatic chunksize (as joblib's auto batching): once a round of
+ * chunks has come back, estimate an item's time in a worker from the
+ * rate results arrive at, and size chunks to AUTO_CHUNK_S of work -- at
+ * most 8 times larger or 2 times smaller at a step, so that one slow or
+ * fast item does not swing it. The window follows: 2 chunks a worker. */
+static void resize_chunks(fp_map *m) {
+  size_t workers = (size_t)m->ex->max_workers;
+  if (++m->measured < m->chunk * workers) return;
+  double now = fp__now();
+  double per_item = (now - m->measured_since) * (double)workers / (double)m->measured;
+  double ideal = per_item > 0 ? AUTO_CHUNK_S / per_item : (double)AUTO_CHUNK_MAX;
+  double lo = (double)m->chunk / 2, hi = (double)m->chunk * 8;
+  double want = ideal < lo ? lo : ideal > hi ? hi : ideal;
+  size_t most = m->opt.buffersize / 2 < AUTO_CHUNK_MAX ? m->opt.buffersize / 2 : AUTO_CHUNK_MAX;
+  m->chunk = want < 1 ? 1 : want > (double)most ? (most ? most : 1) : (size_t)want;
+  if (m->auto_limit) {
+    size_t limit = 2 * workers * m->chunk;
+    m->limit = limit < MIN_DEFAULT_BUFFER ? MIN_DEFAULT_BUFFER
+               : limit > m->opt.buffersize ? m->opt.buffersize : limit;
+  }
+  m->measured_since = now;
+  m->measured = 0;
 }
 
 int fp_map_next(fp_map *m, void **result) {
@@ -188,6 +237,7 @@ int fp_map_next(fp_map *m, void **result) {
   m->head = (m->head + 1) % m->opt.buffersize;
   m->count--;
   m->last = f;
+  if (m->auto_chunk) resize_chunks(m);
   fill(m);
   if (rc) /* fill may have overwritten the thread's last error: restore it */
     fp_future_result(f, 0, NULL);

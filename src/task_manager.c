@@ -20,6 +20,8 @@ struct fp_task {
   _Atomic double started_at, finished_at;
   struct fp_task_manager *tm;     /* only while in the executor */
   struct fp_task *prev, *next;    /* in one of the manager's lists */
+  struct fp_task *finished_next;  /* in the manager's finished stack */
+  fp__callback on_done;           /* its future's done-callback */
 };
 
 /* What is waiting to be handed to the executor, in submission order: a
@@ -38,9 +40,17 @@ typedef struct tm_list {
 } tm_list;
 
 struct fp_task_manager {
-  fp_executor *ex;
+  /* What the workers write or read for every task, on lines of its own
+   * (the consumer writes the rest for every task): */
+  /* Finished tasks, pushed by the threads that finish them without mu
+   * (newest first); whoever holds mu next settles them (settle_finished). */
+  _Alignas(FP__APART) _Atomic(fp_task *) finished;
+  atomic_int waiters;   /* threads asleep on cv for a finished task */
+  atomic_int refs;      /* the user's, plus one per task in the executor */
+  atomic_bool stopping; /* read by tasks about to start */
+
+  _Alignas(FP__APART) fp_executor *ex;
   fp_tm_options opt;
-  atomic_int refs; /* the user's, plus one per task in the executor */
   pthread_mutex_t mu;
   pthread_cond_t cv; /* a task completed, the window has room, or a stop */
 
@@ -49,8 +59,9 @@ struct fp_task_manager {
   size_t backlog;    /* of which submitted tasks not yet handed over */
   size_t peak_in_flight;
   bool feeding;      /* a thread is handing tasks over, outside the lock */
-  tm_list running;   /* in the executor */
-  tm_list done;      /* completed, not consumed */
+  tm_list running;   /* in the executor (and finished, until settled) */
+  tm_list done;      /* completed and settled, not consumed */
+  int room_waiters;   /* fp_tm_submit calls asleep on cv for room (mu) */
   fp_task **kept;    /* keep_completed */
   size_t kept_count, kept_room;
   uint64_t next_index;
@@ -58,7 +69,6 @@ struct fp_task_manager {
   fp__hist *latency; /* [0] queue wait, [1] run (mu) */
   bool tracing;      /* it started the trace (trace_path): it stops it */
 
-  atomic_bool stopping; /* read by tasks about to start */
   int stop_code;
   char stop_message[256];
   fp_task *failed_task;
@@ -106,14 +116,14 @@ void fp_tm_options_init(fp_tm_options *opt) {
 
 /* ---- task handles ---- */
 
-static fp_task *task_new(fp_fn fn, void *arg, fp_free_fn arg_free) {
-  fp_task *t = fp__calloc(1, sizeof *t);
+static fp_task *task_new(fp_fn fn, void *arg, fp_free_fn arg_free, double now) {
+  fp_task *t = fp__calloc(1, sizeof *t); /* (calloc: the zeroes are most of it) */
   if (!t) return NULL;
   atomic_init(&t->refs, 1);
   t->fn = fn;
   t->arg = arg;
   t->arg_free = arg_free;
-  t->queued_at = fp__now();
+  t->queued_at = now;
   return t;
 }
 
@@ -210,6 +220,10 @@ static void list_remove(tm_list *l, fp_task *t) {
 /* ---- the manager's own references ---- */
 
 static void tm_destroy(fp_task_manager *tm) {
+  for (fp_task *t = atomic_load(&tm->finished), *next; t; t = next) {
+    next = t->finished_next;
+    fp_task_release(t);
+  }
   for (fp_task *t = tm->done.head, *next; t; t = next) {
     next = t->next;
     fp_task_release(t);
@@ -225,7 +239,7 @@ static void tm_destroy(fp_task_manager *tm) {
   fp_task_release(tm->failed_task);
   pthread_cond_destroy(&tm->cv);
   pthread_mutex_destroy(&tm->mu);
-  fp__free(tm);
+  fp__free_lines(tm);
 }
 
 static void tm_release(fp_task_manager *tm) {
@@ -294,55 +308,119 @@ static void cancel_running(fp_task_manager *tm) {
   pthread_mutex_unlock(&tm->mu);
 }
 
-/* A task's future is done: move the task to the done list and apply the
- * error policy. Runs in the thread that completed the future. */
+/* Whether a finished task counts as failed: a cancel the stop made is
+ * not a failure of its own. */
+static bool counts_failed(fp_task_manager *tm, const fp_error *err) {
+  return err && !(atomic_load(&tm->stopping) && err->code == FP_ECANCELED);
+}
+
+/* Settle the finished tasks (mu held): to the done list, in the order
+ * they finished, counted and timed. */
+static void settle_finished(fp_task_manager *tm) {
+  if (!atomic_load(&tm->finished)) return; /* (seq_cst: see fp_tm_next's wait) */
+  fp_task *t = atomic_exchange_explicit(&tm->finished, NULL, memory_order_acquire), *in_order = NULL;
+  while (t) { /* newest first: reverse */
+    fp_task *next = t->finished_next;
+    t->finished_next = in_order;
+    in_order = t;
+    t = next;
+  }
+  for (t = in_order; t; t = in_order) {
+    in_order = t->finished_next;
+    t->finished_next = NULL;
+    fp_future *f = atomic_load_explicit(&t->future, memory_order_relaxed);
+    list_remove(&tm->running, t);
+    list_push(&tm->done, t);
+    if (tm->opt.retry.max_attempts > 1) {
+      int attempts = fp_future_attempts(f);
+      if (attempts > 1) tm->retried += (uint64_t)attempts - 1;
+    }
+    fp_future_state state = fp_future_get_state(f);
+    if (state == FP_CANCELLED)
+      tm->cancelled++;
+    else
+      tm->completed++;
+    const fp_error *err = state == FP_FINISHED && fp__future_failed(f) ? fp_future_error(f) : NULL;
+    if (counts_failed(tm, err)) {
+      tm->failed++;
+      tm->timed_out += err->code == FP_ETIMEDOUT;
+      tm->crashed += err->code == FP_ECRASHED;
+    }
+    double started = t->started_at, finished = t->finished_at;
+    if (started > 0 && finished >= started) {
+      fp__hist_add_owned(&tm->latency[0], started > t->queued_at
+                                        ? (uint64_t)((started - t->queued_at) * 1e9) : 0);
+      fp__hist_add_owned(&tm->latency[1], (uint64_t)((finished - started) * 1e9));
+    }
+  }
+}
+
+/* A task's future is done (in the thread that completed it): apply the
+ * error policy if it failed, and push the task for the consumer -- no
+ * lock unless it failed or someone sleeps waiting for it. */
 static void on_task_done(fp_future *f, void *userdata) {
   fp_task *t = userdata;
   fp_task_manager *tm = t->tm;
-  const fp_error *err = fp_future_error(f);
-  bool began_stop = false;
   if (!fp__executor_shares_memory(tm->ex)) {
     uint64_t started_ns; /* a process pool tells when it really began */
     fp__run_context(&started_ns);
     if (started_ns) t->started_at = (double)started_ns * 1e-9;
     t->finished_at = fp__now();
   }
-  double started = t->started_at, finished = t->finished_at;
-  pthread_mutex_lock(&tm->mu);
-  if (started > 0 && finished >= started) {
-    fp__hist_add(&tm->latency[0], started > t->queued_at
-                                      ? (uint64_t)((started - t->queued_at) * 1e9) : 0);
-    fp__hist_add(&tm->latency[1], (uint64_t)((finished - started) * 1e9));
+  const fp_error *err = fp__future_failed(f) ? fp_future_error(f) : NULL;
+  bool began_stop = false;
+  if (err) {
+    pthread_mutex_lock(&tm->mu);
+    if (counts_failed(tm, err)) {
+      char name[128];
+      if (tm->opt.error_policy == FP_POLICY_RAISE)
+        began_stop = begin_stop(tm, err->code, t, "task %llu (%s) failed: %s: %s",
+                                (unsigned long long)t->index, task_name(t, name, sizeof name),
+                                fp_err_name(err->code), err->message);
+      else if (tm->opt.error_policy == FP_POLICY_LOG)
+        fp_log(FP_LOG_WARNING, "task %llu (%s, arg %p) failed: %s: %s",
+               (unsigned long long)t->index, task_name(t, name, sizeof name), t->arg,
+               fp_err_name(err->code), err->message);
+    }
+    pthread_mutex_unlock(&tm->mu);
   }
-  list_remove(&tm->running, t);
-  list_push(&tm->done, t);
-  int attempts = fp_future_attempts(f);
-  if (attempts > 1) tm->retried += (uint64_t)attempts - 1;
-  if (fp_future_cancelled(f))
-    tm->cancelled++;
-  else
-    tm->completed++;
-  if (err && !(atomic_load(&tm->stopping) && err->code == FP_ECANCELED)) {
-    tm->failed++;
-    tm->timed_out += err->code == FP_ETIMEDOUT;
-    tm->crashed += err->code == FP_ECRASHED;
-    char name[128];
-    if (tm->opt.error_policy == FP_POLICY_RAISE)
-      began_stop = begin_stop(tm, err->code, t, "task %llu (%s) failed: %s: %s",
-                              (unsigned long long)t->index, task_name(t, name, sizeof name),
-                              fp_err_name(err->code), err->message);
-    else if (tm->opt.error_policy == FP_POLICY_LOG)
-      fp_log(FP_LOG_WARNING, "task %llu (%s, arg %p) failed: %s: %s",
-             (unsigned long long)t->index, task_name(t, name, sizeof name), t->arg,
-             fp_err_name(err->code), err->message);
+  fp_task *head = atomic_load_explicit(&tm->finished, memory_order_relaxed);
+  do t->finished_next = head;
+  while (!atomic_compare_exchange_weak(&tm->finished, &head, t));
+  if (atomic_load(&tm->waiters)) { /* (seq_cst, against the sleeper's check) */
+    pthread_mutex_lock(&tm->mu);
+    pthread_cond_broadcast(&tm->cv);
+    pthread_mutex_unlock(&tm->mu);
   }
-  pthread_cond_broadcast(&tm->cv);
-  pthread_mutex_unlock(&tm->mu);
   if (began_stop) cancel_running(tm);
   tm_release(tm); /* the task's hold on the manager */
 }
 
 /* ---- feeding the executor ---- */
+
+/* A map's items are read and handed over this many at a time, at most,
+ * once 1/REFILL_PARTS of the window is free (refilling at every free
+ * slot, or at an eighth, measured slower); the default window is at least
+ * DEFAULT_WINDOW_MIN. */
+enum { FEED_BATCH = 64, DEFAULT_WINDOW_MIN = 64, REFILL_PARTS = 2 };
+
+/* The executor refused tasks (shut down, broken, out of memory): that
+ * ends the run whatever the policy, since nothing more can run (mu held,
+ * released for the cancel). Each held a reference on the manager. */
+static void refused(fp_task_manager *tm, fp_task **ts, size_t n, int rc) {
+  bool began = false;
+  for (size_t i = 0; i < n; i++) {
+    list_remove(&tm->running, ts[i]);
+    atomic_store(&ts[i]->dropped, true);
+    list_push(&tm->done, ts[i]);
+    began |= begin_stop(tm, rc, NULL, "the executor refused task %llu: %s",
+                        (unsigned long long)ts[i]->index, fp_last_error_message());
+  }
+  pthread_mutex_unlock(&tm->mu);
+  for (size_t i = 0; i < n; i++) tm_release(tm);
+  if (began) cancel_running(tm);
+  pthread_mutex_lock(&tm->mu);
+}
 
 /* Hand one task to the executor (mu held on entry and exit; released
  * while submitting, which may block on a bounded queue and may complete
@@ -369,23 +447,44 @@ static void hand_over(fp_task_manager *tm, fp_task *t) {
     atomic_store(&t->future, f);
     tm->submitted++;
     pthread_mutex_unlock(&tm->mu);
-    if (fp_future_on_done(f, on_task_done, t)) { /* no memory for it: do it here */
-      fp_future_wait(f, -1);
-      on_task_done(f, t);
-    }
+    fp__future_on_done_embedded(f, &t->on_done, on_task_done, t);
     pthread_mutex_lock(&tm->mu);
     return;
   }
-  /* The executor refused (shut down, broken, out of memory): that ends the
-   * run whatever the policy, since nothing more can run. */
-  list_remove(&tm->running, t);
-  atomic_store(&t->dropped, true);
-  list_push(&tm->done, t);
-  bool began = begin_stop(tm, rc, NULL, "the executor refused task %llu: %s",
-                                 (unsigned long long)t->index, fp_last_error_message());
+  refused(tm, &t, 1, rc);
+}
+
+/* Hand n tasks of a map to the executor at once (mu held on entry and
+ * exit, released while submitting): one submit of them all where the
+ * executor takes batches and runs tasks in this address space. */
+static void hand_over_many(fp_task_manager *tm, fp_task **ts, size_t n) {
+  /* (a single task too: one path keeps the executor's order) */
+  if (!fp__executor_shares_memory(tm->ex) || !fp__executor_batches(tm->ex, false)) {
+    for (size_t i = 0; i < n; i++) hand_over(tm, ts[i]);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    ts[i]->index = ++tm->next_index;
+    ts[i]->tm = tm;
+    list_push(&tm->running, ts[i]);
+  }
+  atomic_fetch_add(&tm->refs, (int)n);
   pthread_mutex_unlock(&tm->mu);
-  tm_release(tm);
-  if (began) cancel_running(tm);
+  fp_future *fs[FEED_BATCH];
+  fp_task_options topt = {.retry = tm->opt.retry};
+  int rc = fp__submit_batch(tm->ex, trampoline, (void *const *)ts, n,
+                            tm->opt.retry.max_attempts < 2 ? NULL : &topt, false, fs);
+  pthread_mutex_lock(&tm->mu);
+  if (rc) {
+    refused(tm, ts, n, rc);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) atomic_store(&ts[i]->future, fs[i]);
+  tm->submitted += n;
+  pthread_mutex_unlock(&tm->mu);
+  /* Registered now, a task already done is settled in this thread: cheaper
+   * than a hand-off from a worker for a short task (measured). */
+  for (size_t i = 0; i < n; i++) fp__future_on_done_embedded(fs[i], &ts[i]->on_done, on_task_done, ts[i]);
   pthread_mutex_lock(&tm->mu);
 }
 
@@ -406,30 +505,45 @@ static void feed(fp_task_manager *tm) {
       fp_task *t = s->task;
       fp__free(s);
       tm->backlog--;
-      hand_over(tm, t);
+      hand_over_many(tm, &t, 1);
       continue;
     }
     /* A map pulls only when the window has room -- or when everything in
      * it is submitted tasks queued behind this map, which could otherwise
-     * never run. */
-    if (tm->in_flight >= tm->opt.max_in_flight && tm->in_flight > tm->backlog) break;
-    void *item = NULL;
+     * never run -- and then refills at least half the window at once
+     * while tasks of its own are in flight: fewer, larger hand-overs. */
+    size_t max = tm->opt.max_in_flight;
+    size_t room = tm->in_flight < max ? max - tm->in_flight : 0;
+    bool own_in_flight = tm->in_flight > tm->backlog;
+    if (own_in_flight && (room == 0 || room < max / REFILL_PARTS)) break;
+    if (room == 0) room = 1;
+    size_t want = room < FEED_BATCH ? room : FEED_BATCH, got = 0;
+    fp_task *batch[FEED_BATCH];
+    int rc = 1;
     pthread_mutex_unlock(&tm->mu); /* the input is the caller's code */
-    int rc = s->iter(s->state, &item);
-    fp_task *t = rc > 0 ? task_new(s->fn, item, s->item_free) : NULL;
-    if (t && tm->opt.describe) { /* the caller's code too: outside the lock */
-      char name[256] = "";
-      tm->opt.describe(item, name, sizeof name);
-      if (name[0] && !(t->name = fp__strdup(name))) {
-        fp__free(t);
-        t = NULL;
+    double now = fp__now();
+    while (got < want) {
+      void *item = NULL;
+      if ((rc = s->iter(s->state, &item)) <= 0) break;
+      fp_task *t = task_new(s->fn, item, s->item_free, now);
+      if (t && tm->opt.describe) { /* the caller's code too: outside the lock */
+        char name[256] = "";
+        tm->opt.describe(item, name, sizeof name);
+        if (name[0] && !(t->name = fp__strdup(name))) {
+          fp__free(t);
+          t = NULL;
+        }
       }
+      if (!t) {
+        if (s->item_free) s->item_free(item);
+        rc = FP_ENOMEM;
+        break;
+      }
+      batch[got++] = t;
     }
     pthread_mutex_lock(&tm->mu);
-    if (rc > 0 && !t) {
-      if (s->item_free) s->item_free(item);
-      rc = FP_ENOMEM;
-    }
+    for (size_t k = 0; k < got; k++) enter_window(tm);
+    if (got) hand_over_many(tm, batch, got);
     if (rc <= 0) { /* this input ended (or failed): on to the next source */
       FP__QUEUE_SHIFT(tm->sources, tm->sources_tail, next);
       fp__free(s);
@@ -439,10 +553,7 @@ static void feed(fp_task_manager *tm) {
         cancel_running(tm);
         pthread_mutex_lock(&tm->mu);
       }
-      continue;
     }
-    enter_window(tm);
-    hand_over(tm, t);
   }
   tm->feeding = false;
   pthread_cond_broadcast(&tm->cv); /* consumers that waited while we fed */
@@ -454,6 +565,7 @@ static void monitor_counts(void *ctx, fp__monitor_counts *out) {
   fp_task_manager *tm = ctx;
   double now = fp__now();
   pthread_mutex_lock(&tm->mu);
+  settle_finished(tm);
   *out = (fp__monitor_counts){.completed = tm->completed,
                               .failed = tm->failed,
                               .cancelled = tm->cancelled,
@@ -503,22 +615,27 @@ int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out) 
   if (!(opt->monitor_interval == 0 || opt->monitor_interval >= FP__MONITOR_INTERVAL_MIN))
     return fp__einval("fp_tm_new: monitor_interval must be 0 (off) or at least %g s (got %g)",
                       FP__MONITOR_INTERVAL_MIN, opt->monitor_interval);
-  fp_task_manager *tm = fp__calloc(1, sizeof *tm);
+  fp_task_manager *tm = fp__calloc_lines(sizeof *tm);
   fp__hist *latency = fp__calloc(2, sizeof *latency);
   if (!tm || !latency) {
-    fp__free(tm);
+    fp__free_lines(tm);
     fp__free(latency);
     return fp__fail(FP_ENOMEM, "fp_tm_new: out of memory");
   }
   tm->latency = latency;
   tm->ex = ex;
   tm->opt = *opt;
-  if (!tm->opt.max_in_flight) tm->opt.max_in_flight = 2 * (size_t)ex->max_workers;
+  /* The default, like fp_map's buffer: 2 x workers, at least 64 (a window
+   * of a few tasks makes every completion a wake-up of the consumer). */
+  if (!tm->opt.max_in_flight) {
+    size_t twice = 2 * (size_t)ex->max_workers;
+    tm->opt.max_in_flight = twice > DEFAULT_WINDOW_MIN ? twice : DEFAULT_WINDOW_MIN;
+  }
   atomic_init(&tm->refs, 1);
   atomic_init(&tm->stopping, false);
   if (pthread_mutex_init(&tm->mu, NULL) || fp__cond_init(&tm->cv)) {
     fp__free(latency);
-    fp__free(tm);
+    fp__free_lines(tm);
     return fp__fail(FP_ENOMEM, "fp_tm_new: out of resources");
   }
   tm->monitor = (fp__monitor){.interval = opt->monitor_interval,
@@ -560,7 +677,13 @@ int fp_tm_submit_named(fp_task_manager *tm, fp_fn fn, void *arg, const char *nam
   pthread_mutex_lock(&tm->mu);
   int rc = 0;
   while (!atomic_load(&tm->stopping) && tm->in_flight >= tm->opt.max_in_flight) {
-    if (timeout_s == 0 || fp__cond_wait(&tm->cv, &tm->mu, &d) == ETIMEDOUT) {
+    int waited = 0;
+    if (timeout_s != 0) {
+      tm->room_waiters++;
+      waited = fp__cond_wait(&tm->cv, &tm->mu, &d);
+      tm->room_waiters--;
+    }
+    if (timeout_s == 0 || waited == ETIMEDOUT) {
       if (atomic_load(&tm->stopping) || tm->in_flight < tm->opt.max_in_flight) break;
       rc = fp__fail(timeout_s == 0 ? FP_EAGAIN : FP_ETIMEDOUT,
                     "the window is full (%zu tasks in flight): consume results with "
@@ -573,7 +696,7 @@ int fp_tm_submit_named(fp_task_manager *tm, fp_fn fn, void *arg, const char *nam
   fp_task *t = NULL;
   tm_source *s = NULL;
   if (!rc) {
-    t = task_new(fn, arg, NULL);
+    t = task_new(fn, arg, NULL, fp__now());
     s = fp__calloc(1, sizeof *s);
     if (t && name && !(t->name = fp__strdup(name))) {
       fp__free(t);
@@ -621,7 +744,7 @@ int fp_tm_map(fp_task_manager *tm, fp_fn fn, fp_iter_fn next, void *state, fp_fr
 static void consume(fp_task_manager *tm, fp_task *t) {
   list_remove(&tm->done, t);
   tm->in_flight--;
-  pthread_cond_broadcast(&tm->cv); /* a submitter may be waiting for room */
+  if (tm->room_waiters) pthread_cond_broadcast(&tm->cv); /* a submitter waits for room */
   if (tm->opt.keep_completed) {
     if (tm->kept_count == tm->kept_room) {
       size_t room = tm->kept_room ? 2 * tm->kept_room : 64;
@@ -638,6 +761,21 @@ static void consume(fp_task_manager *tm, fp_task *t) {
   }
 }
 
+/* Before the consumer sleeps: a task about to finish is seen sooner by
+ * spinning a moment outside the lock (mu held on entry and exit), and
+ * its finisher then need not take the lock to wake anyone. */
+static bool spin_for_finished(fp_task_manager *tm) {
+  pthread_mutex_unlock(&tm->mu);
+  double until = fp__now() + FP__WAIT_SPIN_S;
+  bool seen = false;
+  for (unsigned i = 1; !(seen = atomic_load_explicit(&tm->finished, memory_order_relaxed)); i++) {
+    fp__cpu_relax();
+    if (i % 64 == 0 && (atomic_load(&tm->stopping) || fp__now() > until)) break;
+  }
+  pthread_mutex_lock(&tm->mu);
+  return seen;
+}
+
 int fp_tm_next(fp_task_manager *tm, double timeout_s, fp_task **out) {
   if (out) *out = NULL;
   if (!tm || !out) return fp__einval("fp_tm_next: %s is NULL", tm ? "out" : "manager");
@@ -652,6 +790,7 @@ int fp_tm_next(fp_task_manager *tm, double timeout_s, fp_task **out) {
       break;
     }
     feed(tm);
+    settle_finished(tm);
     if (tm->done.head && !atomic_load(&tm->stopping)) {
       fp_task *t = tm->done.head;
       consume(tm, t);
@@ -664,7 +803,16 @@ int fp_tm_next(fp_task_manager *tm, double timeout_s, fp_task **out) {
       rc = fp__fail(FP_EOF, "every task was consumed");
       break;
     }
-    if (timeout_s == 0 || fp__cond_wait(&tm->cv, &tm->mu, &d) == ETIMEDOUT) {
+    int waited = 0;
+    if (timeout_s != 0 && tm->in_flight > tm->backlog && spin_for_finished(tm)) continue;
+    if (timeout_s != 0) {
+      atomic_fetch_add(&tm->waiters, 1); /* then look once more: a finisher */
+      settle_finished(tm);               /* that saw no waiter pushed before */
+      if (!tm->done.head) waited = fp__cond_wait(&tm->cv, &tm->mu, &d);
+      atomic_fetch_sub(&tm->waiters, 1);
+    }
+    if (timeout_s == 0 || waited == ETIMEDOUT) {
+      settle_finished(tm);
       if (tm->done.head || atomic_load(&tm->stopping)) continue;
       rc = fp__fail(FP_ETIMEDOUT, "%zu tasks still in flight", tm->in_flight);
       break;
@@ -715,6 +863,7 @@ int fp_tm_stats_get(fp_task_manager *tm, fp_tm_stats *out, size_t size) {
     return fp__einval("fp_tm_get_stats: a stats struct of %zu bytes is too small", size);
   fp_tm_stats st;
   pthread_mutex_lock(&tm->mu);
+  settle_finished(tm);
   st = (fp_tm_stats){.submitted = tm->submitted,
                        .completed = tm->completed,
                        .failed = tm->failed,

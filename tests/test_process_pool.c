@@ -648,7 +648,7 @@ START_TEST(chunked_map_keeps_order_and_reports_a_crash_in_its_item) {
   fp_executor *ex = new_process_pool(2, 0);
   fp_map_options opt;
   fp_map_options_init(&opt);
-  ck_assert_int_eq(opt.chunksize, 1);
+  ck_assert_int_eq(opt.chunksize, FP_CHUNKSIZE_AUTO);
   opt.chunksize = 100;
   counter c = {0, 1000, 0, 0};
   fp_map *m;
@@ -683,9 +683,9 @@ START_TEST(chunked_map_keeps_order_and_reports_a_crash_in_its_item) {
   }
   fp_map_free(m);
   fp_executor_free(tp);
-  opt.chunksize = 0;
+  opt.chunksize = -1;
   ck_assert_int_eq(fp_map_new(ex, square, count_up, &c, &opt, &m), FP_EINVAL);
-  ck_assert(captured("chunksize must be 1 or more (got 0)"));
+  ck_assert(captured("chunksize must be 1 or more, or 0 for automatic (got -1)"));
   fp_executor_free(ex);
 }
 END_TEST
@@ -732,7 +732,30 @@ START_TEST(bad_arguments) {
 }
 END_TEST
 
-TEST_MAIN("process_pool", values_cross_and_run_in_other_processes, bytes_cross_both_ways_even_64_mib,
+/* With no chunksize given, tiny items go many to a worker at once: the
+ * results of consecutive items mostly come from the same process. One by
+ * one (chunksize 1), two thirds of neighbours differ here. */
+START_TEST(an_automatic_chunksize_grows_for_tiny_items) {
+  fp_executor *ex = new_process_pool(2, 0);
+  counter c = {0, 20000, 0, 0};
+  fp_map *m;
+  ck_assert_int_eq(fp_map_new(ex, my_pid, count_up, &c, NULL, &m), 0); /* defaults: automatic */
+  void *r, *prev = NULL;
+  long switches = 0;
+  for (long i = 0; i < 20000; i++) {
+    ck_assert_int_eq(fp_map_next(m, &r), 0);
+    switches += i && r != prev;
+    prev = r;
+  }
+  ck_assert_int_eq(fp_map_next(m, &r), FP_EOF);
+  ck_assert_msg(switches < 2000, "%ld of 20000 neighbours ran in different workers", switches);
+  fp_map_free(m);
+  fp_executor_free(ex);
+}
+END_TEST
+
+TEST_MAIN("process_pool", an_automatic_chunksize_grows_for_tiny_items,
+          values_cross_and_run_in_other_processes, bytes_cross_both_ways_even_64_mib,
           futures_mix_with_thread_pools_and_the_task_manager,
           a_crash_fails_its_task_names_it_and_the_pool_goes_on, break_on_crash_breaks_the_pool,
           a_task_past_its_timeout_is_killed_and_replaced, task_timeout_is_per_item_in_a_chunk,
