@@ -15,7 +15,7 @@ deps:
 	@tools/deps.sh build
 
 # Build and run the seed scenarios, then the smaller examples.
-DEMOS = urls backpressure failfast deadlock cpu files map serial
+DEMOS = urls metrics backpressure failfast deadlock cpu files map serial
 demo:
 	@tools/deps.sh demo
 	@$(MAKE) --no-print-directory all >/dev/null

@@ -2,7 +2,9 @@
  * server (started here, pages with small random delays) plus one host
  * that does not resolve, three ways: the plain executor, the task manager
  * with the raise policy (stops at the failure), and with log (reports it,
- * finishes the rest). */
+ * finishes the rest, and writes a Chrome trace of the run: the first
+ * argument, else $TMPDIR/futureproof_urls_trace.json).
+ * Usage: example_urls [TRACE.json] */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -116,11 +118,18 @@ static int next_url(void *state, void **item) {
   return 1;
 }
 
-static void managed(fp_executor *pool, fp_error_policy policy) {
+/* A task's name in messages and the trace: its URL. */
+static void describe_url(const void *item, char *buf, size_t len) {
+  snprintf(buf, len, "%s", (const char *)item);
+}
+
+static void managed(fp_executor *pool, fp_error_policy policy, const char *trace) {
   printf("-- task manager, error policy %s\n", fp_error_policy_name(policy));
   fp_tm_options opt;
   fp_tm_options_init(&opt);
   opt.error_policy = policy;
+  opt.describe = describe_url;
+  opt.trace_path = trace;
   opt.monitor_interval = 0;
   opt.max_in_flight = 4;
   fp_task_manager *tm;
@@ -139,21 +148,29 @@ static void managed(fp_executor *pool, fp_error_policy policy) {
   }
   double returned = fp_now();
   if (rc == FP_EOF) {
-    printf("   finished in %.2f s: %d fetched, the failure was logged and the run went on\n\n",
+    printf("   finished in %.2f s: %d fetched, the failure was logged and the run went on\n",
            returned - t0, fetched);
   } else {
     double finished;
     fp_task_times(t, NULL, NULL, &finished);
     printf("   stopped at task %llu (%s): %s\n", (unsigned long long)fp_task_index(t),
            (char *)fp_task_arg(t), fp_last_error_message());
-    printf("   %d of %d fetched; returned %.3f ms after the failure, %.2f s after the start\n\n",
+    printf("   %d of %d fetched; returned %.3f ms after the failure, %.2f s after the start\n",
            fetched, URLS, (returned - finished) * 1e3, returned - t0);
     fp_task_release(t);
   }
+  fp_tm_stats st;
+  fp_tm_get_stats(tm, &st);
+  printf("   run time p50 %.0f ms, p99 %.0f ms; queue wait p99 %.0f ms (fp_tm_get_stats)\n",
+         st.run.p50 * 1e3, st.run.p99 * 1e3, st.queue_wait.p99 * 1e3);
   fp_tm_free(tm);
+  if (trace)
+    printf("   trace: %s (open it in Perfetto, or: tools/trace_timeline.sh %s urls.png)\n", trace,
+           trace);
+  printf("\n");
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   fp_set_logger(NULL, NULL, FP_LOG_INFO);
   setvbuf(stdout, NULL, _IOLBF, 0); /* in order with the log lines on stderr */
   curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread */
@@ -177,8 +194,12 @@ int main(void) {
   fp_executor *pool;
   fp_thread_pool_new(&popt, &pool);
   plain(pool);
-  managed(pool, FP_POLICY_RAISE);
-  managed(pool, FP_POLICY_LOG);
+  char trace[512];
+  const char *tmp = getenv("TMPDIR");
+  snprintf(trace, sizeof trace, "%s", argc > 1 ? argv[1] : "");
+  if (argc < 2) snprintf(trace, sizeof trace, "%s/futureproof_urls_trace.json", tmp ? tmp : "/tmp");
+  managed(pool, FP_POLICY_RAISE, NULL);
+  managed(pool, FP_POLICY_LOG, trace);
   fp_executor_free(pool);
   MHD_stop_daemon(server);
   curl_global_cleanup();

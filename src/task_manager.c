@@ -515,7 +515,11 @@ static void feed(fp_task_manager *tm) {
     size_t max = tm->opt.max_in_flight;
     size_t room = tm->in_flight < max ? max - tm->in_flight : 0;
     bool own_in_flight = tm->in_flight > tm->backlog;
-    if (own_in_flight && (room == 0 || room < max / REFILL_PARTS)) break;
+    /* (only a window of 4 times the workers or more: half of it in flight
+     * still keeps every worker busy; a smaller one refills every slot, or
+     * workers would sit idle while their slots wait) */
+    size_t refill_at = max >= 4 * (size_t)tm->ex->max_workers ? max / REFILL_PARTS : 1;
+    if (own_in_flight && (room == 0 || room < refill_at)) break;
     if (room == 0) room = 1;
     size_t want = room < FEED_BATCH ? room : FEED_BATCH, got = 0;
     fp_task *batch[FEED_BATCH];

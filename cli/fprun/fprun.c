@@ -193,6 +193,14 @@ static int next_job(void *state, void **out) {
   return 1;
 }
 
+/* A job's name in messages and the trace: its number and its inputs. */
+static void describe_job(const void *item, char *buf, size_t len) {
+  const job_input *in = item;
+  int n = snprintf(buf, len, "job %llu:", (unsigned long long)in->seq);
+  for (size_t i = 0; i < in->ncols && n > 0 && (size_t)n < len; i++)
+    n += snprintf(buf + n, len - (size_t)n, " %s", in->cols[i]);
+}
+
 static void log_job(run *r, const job_state *js, char *const *argv, const job_result *res) {
   if (!r->joblog) return;
   char *line = argv_line(argv);
@@ -507,6 +515,8 @@ static int run_all(run *r) {
   bool fail_fast = r->opt.halt == HALT_NOW && !r->opt.halt_on_success && !r->opt.halt_percent &&
                    r->opt.halt_count == 1;
   topt.error_policy = fail_fast ? FP_POLICY_RAISE : FP_POLICY_IGNORE;
+  topt.trace_path = r->opt.trace;
+  topt.describe = describe_job;
   fp_task_manager *tm;
   if (fp_tm_new(pool, &topt, &tm)) {
     fprintf(stderr, "fprun: %s\n", fp_last_error_message());

@@ -35,6 +35,7 @@ typedef struct options {
   double timeout;
   bool timeout_percent; /* --timeout N%: of the median run time of successful jobs */
   const char *joblog;
+  const char *trace; /* --trace: a Chrome trace of the run */
   bool tag, shell, dry_run, ungroup, keep_order, line_buffer;
   bool mpi;             /* --mpi: jobs run on the other ranks of an MPI job */
   bool resume, resume_failed; /* skip what the joblog says ran (succeeded) */

@@ -36,6 +36,7 @@ static const char usage_text[] =
     "      --resume-failed   with --joblog: skip the jobs it lists as succeeded\n"
     "      --retry-failed    with --joblog: run again the commands it lists as failed\n"
     "      --joblog FILE     one line per job, in GNU parallel's columns\n"
+    "      --trace FILE      a Chrome trace of the run (JSON: open it in Perfetto)\n"
     "      --tag             prefix each output line with the job's input\n"
     "      --tagstring STR   prefix each output line with STR ({} and the rest work)\n"
     "      --shell           run the command with /bin/sh -c (inputs quoted)\n"
@@ -173,6 +174,8 @@ int options_parse(int argc, char **argv, options *o, int *first) {
       o->timeout_percent = v && *end == '%' && !end[1];
       if (!v || (*end && !o->timeout_percent) || !(o->timeout > 0) || o->timeout > 1e9)
         return options_usage_error("--timeout: not a number of seconds or a percentage: %s", v ? v : "(none)");
+    } else if (is_long(a, "--trace")) {
+      if (!(o->trace = option_value(argv, argc, &i, "--trace", &bad))) return options_usage_error("%s needs a file", a);
     } else if (is_long(a, "--joblog")) {
       if (!(o->joblog = option_value(argv, argc, &i, "--joblog", &bad))) return options_usage_error("%s needs a file", a);
     } else if ((name = numeric_option(a)) != NULL) {

@@ -106,6 +106,14 @@ check "joblog header" $'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval
   "$(head -1 "$tmp/log")"
 check "joblog line: seq, exit value, command (quoted as GNU parallel does)" $'1\t0\tsh -c \'exit 0\'' "$(tail -1 "$tmp/log" | cut -f1,7,9)"
 
+# ---- the trace ----
+"$fprun" -j2 --halt never --trace "$tmp/trace.json" sh -c 'exit {}' ::: 0 1 0 >/dev/null 2>&1
+check "--trace: one complete event a job" "3" "$(grep -c '"ph":"X"' "$tmp/trace.json")"
+check "--trace: a JSON array, whole" "[ ]" "$(head -c1 "$tmp/trace.json") $(tail -c2 "$tmp/trace.json" | head -c1)"
+check "--trace: jobs named by their inputs" "1" "$(grep -c '"name":"job 2: 1"' "$tmp/trace.json")"
+check "--trace: a file it cannot write is a one-line error, exit 255" "255" \
+  "$("$fprun" --trace /nonexistent/t.json true ::: 1 2>/dev/null; echo $?)"
+
 rm -f "$tmp/r.log"
 "$fprun" -j1 --halt never --joblog "$tmp/r.log" sh -c 'exit $(({} % 2))' ::: 1 2 3 4 >/dev/null 2>&1
 check "--resume-failed runs only what failed" $'1\n3' \
