@@ -67,6 +67,12 @@ struct fp_task_manager {
   uint64_t next_index;
   uint64_t submitted, completed, failed, cancelled, retried, timed_out, crashed;
   fp__hist *latency; /* [0] queue wait, [1] run (mu) */
+  /* A map's items go to worker processes in chunks of `chunk`, sized from
+   * the measured rate toward CHUNK_S of work (as fp_map's automatic
+   * chunksize): measured tasks settled since measured_since (mu). */
+  bool auto_chunk;
+  size_t chunk, measured;
+  double measured_since;
   bool tracing;      /* it started the trace (trace_path): it stops it */
 
   int stop_code;
@@ -80,6 +86,14 @@ struct fp_task_manager {
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+
+/* A map's items are read and handed over this many at a time, at most,
+ * once 1/REFILL_PARTS of the window is free (refilling at every free
+ * slot, or at an eighth, measured slower); the default window is at least
+ * DEFAULT_WINDOW_MIN; a map's chunks for worker processes grow toward
+ * CHUNK_S of work. */
+enum { FEED_BATCH = 64, DEFAULT_WINDOW_MIN = 64, REFILL_PARTS = 2 };
+#define CHUNK_S 1e-3
 
 double fp_now(void) { return fp__now(); }
 
@@ -314,6 +328,23 @@ static bool counts_failed(fp_task_manager *tm, const fp_error *err) {
   return err && !(atomic_load(&tm->stopping) && err->code == FP_ECANCELED);
 }
 
+/* A map on worker processes: once a round of chunks has settled, size the
+ * next ones toward CHUNK_S of work from the rate tasks finish at (at most
+ * 8x larger or 2x smaller a step; at most a feed's batch). (mu held) */
+static void resize_chunks(fp_task_manager *tm, const fp_task *settling) {
+  for (; settling; settling = settling->finished_next) tm->measured++;
+  size_t workers = (size_t)tm->ex->max_workers;
+  if (tm->measured < tm->chunk * workers) return;
+  double now = fp__now();
+  double per_task = (now - tm->measured_since) * (double)workers / (double)tm->measured;
+  double want = per_task > 0 ? CHUNK_S / per_task : FEED_BATCH;
+  double lo = (double)tm->chunk / 2, hi = (double)tm->chunk * 8;
+  want = want < lo ? lo : want > hi ? hi : want;
+  tm->chunk = want < 1 ? 1 : want > FEED_BATCH ? FEED_BATCH : (size_t)want;
+  tm->measured = 0;
+  tm->measured_since = now;
+}
+
 /* Settle the finished tasks (mu held): to the done list, in the order
  * they finished, counted and timed. */
 static void settle_finished(fp_task_manager *tm) {
@@ -325,6 +356,7 @@ static void settle_finished(fp_task_manager *tm) {
     in_order = t;
     t = next;
   }
+  if (tm->auto_chunk) resize_chunks(tm, in_order);
   for (t = in_order; t; t = in_order) {
     in_order = t->finished_next;
     t->finished_next = NULL;
@@ -398,11 +430,6 @@ static void on_task_done(fp_future *f, void *userdata) {
 
 /* ---- feeding the executor ---- */
 
-/* A map's items are read and handed over this many at a time, at most,
- * once 1/REFILL_PARTS of the window is free (refilling at every free
- * slot, or at an eighth, measured slower); the default window is at least
- * DEFAULT_WINDOW_MIN. */
-enum { FEED_BATCH = 64, DEFAULT_WINDOW_MIN = 64, REFILL_PARTS = 2 };
 
 /* The executor refused tasks (shut down, broken, out of memory): that
  * ends the run whatever the policy, since nothing more can run (mu held,
@@ -454,38 +481,54 @@ static void hand_over(fp_task_manager *tm, fp_task *t) {
   refused(tm, &t, 1, rc);
 }
 
-/* Hand n tasks of a map to the executor at once (mu held on entry and
- * exit, released while submitting): one submit of them all where the
- * executor takes batches and runs tasks in this address space. */
-static void hand_over_many(fp_task_manager *tm, fp_task **ts, size_t n) {
-  /* (a single task too: one path keeps the executor's order) */
-  if (!fp__executor_shares_memory(tm->ex) || !fp__executor_batches(tm->ex, false)) {
-    for (size_t i = 0; i < n; i++) hand_over(tm, ts[i]);
-    return;
-  }
-  for (size_t i = 0; i < n; i++) {
+/* Hand k tasks to the executor in one submit (mu held on entry and exit,
+ * released while submitting): as independent tasks, or as one chunk (a
+ * unit of work for a worker process; the same fn, their args). */
+static void submit_group(fp_task_manager *tm, fp_task **ts, size_t k, bool chunk) {
+  bool shared = fp__executor_shares_memory(tm->ex);
+  double now = shared ? 0 : fp__now(); /* a worker process's start, unless it says */
+  void *items[FEED_BATCH];
+  for (size_t i = 0; i < k; i++) {
     ts[i]->index = ++tm->next_index;
     ts[i]->tm = tm;
+    if (!shared) ts[i]->started_at = now;
     list_push(&tm->running, ts[i]);
+    items[i] = shared ? (void *)ts[i] : ts[i]->arg;
   }
-  atomic_fetch_add(&tm->refs, (int)n);
+  atomic_fetch_add(&tm->refs, (int)k);
   pthread_mutex_unlock(&tm->mu);
   fp_future *fs[FEED_BATCH];
   fp_task_options topt = {.retry = tm->opt.retry};
-  int rc = fp__submit_batch(tm->ex, trampoline, (void *const *)ts, n,
-                            tm->opt.retry.max_attempts < 2 ? NULL : &topt, false, fs);
+  int rc = fp__submit_batch(tm->ex, shared ? trampoline : ts[0]->fn, items, k,
+                            tm->opt.retry.max_attempts < 2 ? NULL : &topt, chunk, fs);
   pthread_mutex_lock(&tm->mu);
   if (rc) {
-    refused(tm, ts, n, rc);
+    refused(tm, ts, k, rc);
     return;
   }
-  for (size_t i = 0; i < n; i++) atomic_store(&ts[i]->future, fs[i]);
-  tm->submitted += n;
+  for (size_t i = 0; i < k; i++) atomic_store(&ts[i]->future, fs[i]);
+  tm->submitted += k;
   pthread_mutex_unlock(&tm->mu);
   /* Registered now, a task already done is settled in this thread: cheaper
    * than a hand-off from a worker for a short task (measured). */
-  for (size_t i = 0; i < n; i++) fp__future_on_done_embedded(fs[i], &ts[i]->on_done, on_task_done, ts[i]);
+  for (size_t i = 0; i < k; i++) fp__future_on_done_embedded(fs[i], &ts[i]->on_done, on_task_done, ts[i]);
   pthread_mutex_lock(&tm->mu);
+}
+
+/* Hand n tasks (of one map when n > 1) to the executor (mu held on entry
+ * and exit): all in one submit where the executor runs tasks in this
+ * address space and takes batches; in chunks of the size the manager
+ * measured where it runs them in worker processes (a single task too:
+ * one path keeps the executor's order); else one by one. */
+static void hand_over_many(fp_task_manager *tm, fp_task **ts, size_t n) {
+  if (fp__executor_shares_memory(tm->ex) && fp__executor_batches(tm->ex, false)) {
+    submit_group(tm, ts, n, false);
+  } else if (tm->auto_chunk && n > 1) {
+    for (size_t i = 0; i < n; i += tm->chunk)
+      submit_group(tm, ts + i, n - i < tm->chunk ? n - i : tm->chunk, true);
+  } else {
+    for (size_t i = 0; i < n; i++) hand_over(tm, ts[i]);
+  }
 }
 
 /* A task enters the window (mu held); it leaves when consumed. */
@@ -628,6 +671,10 @@ int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out) 
   }
   tm->latency = latency;
   tm->ex = ex;
+  tm->auto_chunk = !fp__executor_shares_memory(ex) && ex->vt->submit_chunk &&
+                   opt->retry.max_attempts < 2;
+  tm->chunk = 1;
+  tm->measured_since = fp__now();
   tm->opt = *opt;
   /* The default, like fp_map's buffer: 2 x workers, at least 64 (a window
    * of a few tasks makes every completion a wake-up of the consumer). */

@@ -754,7 +754,37 @@ START_TEST(an_automatic_chunksize_grows_for_tiny_items) {
 }
 END_TEST
 
+/* The task manager's map does the same on worker processes: tasks next to
+ * each other in the input mostly ran in the same worker. */
+START_TEST(the_task_manager_chunks_tiny_items_for_workers) {
+  enum { N = 5000 };
+  fp_executor *ex = new_process_pool(2, 0);
+  fp_task_manager *tm;
+  ck_assert_int_eq(fp_tm_new(ex, NULL, &tm), 0);
+  counter c = {0, N, 0, 0};
+  ck_assert_int_eq(fp_tm_map(tm, my_pid, count_up, &c, NULL), 0);
+  static intptr_t pid_of[N + 1];
+  fp_task *t;
+  int got = 0;
+  while (fp_tm_next(tm, LONG_WAIT, &t) == 0) {
+    void *r;
+    ck_assert_int_eq(fp_task_result(t, &r), 0);
+    ck_assert_uint_le(fp_task_index(t), N);
+    pid_of[fp_task_index(t)] = (intptr_t)r;
+    got++;
+    fp_task_release(t);
+  }
+  ck_assert_int_eq(got, N);
+  long switches = 0;
+  for (int i = 2; i <= N; i++) switches += pid_of[i] != pid_of[i - 1];
+  ck_assert_msg(switches < N / 5, "%ld of %d neighbours ran in different workers", switches, N);
+  fp_tm_free(tm);
+  fp_executor_free(ex);
+}
+END_TEST
+
 TEST_MAIN("process_pool", an_automatic_chunksize_grows_for_tiny_items,
+          the_task_manager_chunks_tiny_items_for_workers,
           values_cross_and_run_in_other_processes, bytes_cross_both_ways_even_64_mib,
           futures_mix_with_thread_pools_and_the_task_manager,
           a_crash_fails_its_task_names_it_and_the_pool_goes_on, break_on_crash_breaks_the_pool,
