@@ -332,6 +332,13 @@ static inline int fp__executor_refusal(fp_executor *ex) {
 /* fp_submit_ex, with the future marked as carrying fp_bytes. */
 int fp__submit(fp_executor *ex, fp_fn fn, void *arg, const fp_task_options *topt,
                double timeout_s, bool bytes, fp_future **out);
+/* An automatic chunksize (map.c, and the task manager's map): `measured`
+ * items came back in `elapsed` seconds from `workers` workers; the next
+ * chunk holds about FP__CHUNK_S of work, at most 8x larger or 2x smaller
+ * than `chunk`, within [1, most]. */
+#define FP__CHUNK_S 1e-3
+size_t fp__chunk_size(size_t chunk, size_t measured, double elapsed, int workers, size_t most);
+
 /* Can fp__submit_batch take several at once (as one unit of work if
  * chunk)? If not, submit one by one. */
 bool fp__executor_batches(const fp_executor *ex, bool chunk);

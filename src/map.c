@@ -8,10 +8,8 @@
 
 /* The default window holds at least this many items: tiny tasks then go
  * to the executor many at a time, and a window is a few hundred bytes.
- * An automatic chunksize grows toward AUTO_CHUNK_S of work a chunk, up to
- * AUTO_CHUNK_MAX items. */
+ * An automatic chunksize grows up to AUTO_CHUNK_MAX items. */
 enum { MIN_DEFAULT_BUFFER = 64, AUTO_CHUNK_MAX = 1024 };
-#define AUTO_CHUNK_S 1e-3
 
 struct fp_map {
   fp_executor *ex;
@@ -194,21 +192,24 @@ static void cancel_window(fp_map *m) {
   }
 }
 
+size_t fp__chunk_size(size_t chunk, size_t measured, double elapsed, int workers, size_t most) {
+  double per_item = elapsed * (double)workers / (double)(measured ? measured : 1);
+  double want = per_item > 0 ? FP__CHUNK_S / per_item : (double)most;
+  double lo = (double)chunk / 2, hi = (double)chunk * 8;
+  want = want < lo ? lo : want > hi ? hi : want;
+  if (most < 1) most = 1;
+  return want < 1 ? 1 : want > (double)most ? most : (size_t)want;
+}
+
 /* An automatic chunksize (as joblib's auto batching): once a round of
- * chunks has come back, estimate an item's time in a worker from the
- * rate results arrive at, and size chunks to AUTO_CHUNK_S of work -- at
- * most 8 times larger or 2 times smaller at a step, so that one slow or
- * fast item does not swing it. The window follows: 2 chunks a worker. */
+ * chunks has come back, size them from the rate results arrive at
+ * (fp__chunk_size). The window follows: 2 chunks a worker. */
 static void resize_chunks(fp_map *m) {
   size_t workers = (size_t)m->ex->max_workers;
   if (++m->measured < m->chunk * workers) return;
   double now = fp__now();
-  double per_item = (now - m->measured_since) * (double)workers / (double)m->measured;
-  double ideal = per_item > 0 ? AUTO_CHUNK_S / per_item : (double)AUTO_CHUNK_MAX;
-  double lo = (double)m->chunk / 2, hi = (double)m->chunk * 8;
-  double want = ideal < lo ? lo : ideal > hi ? hi : ideal;
   size_t most = m->opt.buffersize / 2 < AUTO_CHUNK_MAX ? m->opt.buffersize / 2 : AUTO_CHUNK_MAX;
-  m->chunk = want < 1 ? 1 : want > (double)most ? (most ? most : 1) : (size_t)want;
+  m->chunk = fp__chunk_size(m->chunk, m->measured, now - m->measured_since, (int)workers, most);
   if (m->auto_limit) {
     size_t limit = 2 * workers * m->chunk;
     m->limit = limit < MIN_DEFAULT_BUFFER ? MIN_DEFAULT_BUFFER

@@ -68,8 +68,8 @@ struct fp_task_manager {
   uint64_t submitted, completed, failed, cancelled, retried, timed_out, crashed;
   fp__hist *latency; /* [0] queue wait, [1] run (mu) */
   /* A map's items go to worker processes in chunks of `chunk`, sized from
-   * the measured rate toward CHUNK_S of work (as fp_map's automatic
-   * chunksize): measured tasks settled since measured_since (mu). */
+   * the measured rate (as fp_map's automatic chunksize): `measured` tasks
+   * settled since measured_since (mu). */
   bool auto_chunk;
   size_t chunk, measured;
   double measured_since;
@@ -91,9 +91,8 @@ struct fp_task_manager {
  * once 1/REFILL_PARTS of the window is free (refilling at every free
  * slot, or at an eighth, measured slower); the default window is at least
  * DEFAULT_WINDOW_MIN; a map's chunks for worker processes grow toward
- * CHUNK_S of work. */
+ * FP__CHUNK_S of work. */
 enum { FEED_BATCH = 64, DEFAULT_WINDOW_MIN = 64, REFILL_PARTS = 2 };
-#define CHUNK_S 1e-3
 
 double fp_now(void) { return fp__now(); }
 
@@ -329,18 +328,13 @@ static bool counts_failed(fp_task_manager *tm, const fp_error *err) {
 }
 
 /* A map on worker processes: once a round of chunks has settled, size the
- * next ones toward CHUNK_S of work from the rate tasks finish at (at most
- * 8x larger or 2x smaller a step; at most a feed's batch). (mu held) */
+ * next ones (fp__chunk_size; at most a feed's batch). (mu held) */
 static void resize_chunks(fp_task_manager *tm, const fp_task *settling) {
   for (; settling; settling = settling->finished_next) tm->measured++;
-  size_t workers = (size_t)tm->ex->max_workers;
-  if (tm->measured < tm->chunk * workers) return;
+  if (tm->measured < tm->chunk * (size_t)tm->ex->max_workers) return;
   double now = fp__now();
-  double per_task = (now - tm->measured_since) * (double)workers / (double)tm->measured;
-  double want = per_task > 0 ? CHUNK_S / per_task : FEED_BATCH;
-  double lo = (double)tm->chunk / 2, hi = (double)tm->chunk * 8;
-  want = want < lo ? lo : want > hi ? hi : want;
-  tm->chunk = want < 1 ? 1 : want > FEED_BATCH ? FEED_BATCH : (size_t)want;
+  tm->chunk = fp__chunk_size(tm->chunk, tm->measured, now - tm->measured_since,
+                             tm->ex->max_workers, FEED_BATCH);
   tm->measured = 0;
   tm->measured_since = now;
 }
