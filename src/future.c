@@ -122,7 +122,6 @@ static bool failed_state(unsigned s) {
 bool fp__future_failed(const fp_future *f) {
   return failed_state(atomic_load(&((fp_future *)f)->state));
 }
-fp_executor *fp__future_ex(const fp_future *f) { return f->ex; }
 void fp__future_stamp(fp_future *f, uint64_t ns) { f->stamp = ns; }
 
 /* ---- statistics and traces (stats.c, trace.c) ---- */
@@ -154,7 +153,11 @@ static void note_end(fp_future *f, uint64_t started, int code, const char *error
   uint64_t now = fp__now_ns();
   if (now < started) now = started;
   if (lat) fp__stats_run(lat, now - started);
-  if (tracing) fp__trace_task(f, started, now, code, error);
+  if (tracing) {
+    char name[160];
+    fp__trace_task(f->ex, tag_of(f) >> TAG_ID_SHIFT, fp_future_name(f, name, sizeof name), started, now, code,
+                   error);
+  }
 }
 
 /* ---- creation and references ---- */

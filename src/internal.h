@@ -138,8 +138,6 @@ typedef struct fp__callback {
   bool embedded; /* the caller's memory: never freed here */
 } fp__callback;
 void fp__future_on_done_embedded(fp_future *f, fp__callback *c, fp_done_cb cb, void *userdata);
-/* Its executor (NULL for a future made with fp_future_new). */
-fp_executor *fp__future_ex(const fp_future *f);
 /* When it was submitted (fp__now_ns), for its queue wait: set on a pending
  * future not yet handed to its executor, when its executor keeps latency
  * statistics or a trace is open. */
@@ -190,10 +188,10 @@ void fp__run_context_set(int row, uint64_t started_ns);
 int fp__run_context(uint64_t *started_ns);
 /* Tracing (trace.c): on while a trace file is open. */
 bool fp__trace_on(void);
-/* One complete event for f's task (code 0: it succeeded; else its
- * error's message, may be NULL). */
-void fp__trace_task(fp_future *f, uint64_t started_ns, uint64_t finished_ns, int code,
-                    const char *error);
+/* One complete event for the task of ex's future number id (code 0: it
+ * succeeded; else error is its message, may be NULL). */
+void fp__trace_task(fp_executor *ex, uint64_t id, const char *name, uint64_t started_ns,
+                    uint64_t finished_ns, int code, const char *error);
 /* Number a new executor (fp__executor_init), and open FP_TRACE's file the
  * first time. */
 uint64_t fp__executor_serial(void);

@@ -159,13 +159,12 @@ int fp__run_context(uint64_t *started_ns) {
   return run_context.row ? run_context.row : (int)thread_id();
 }
 
-void fp__trace_task(fp_future *f, uint64_t started_ns, uint64_t finished_ns, int code,
-                    const char *error) {
-  fp_executor *ex = fp__future_ex(f);
-  char name[160], escaped[200], message[240] = "", event[EVENT_MAX];
+void fp__trace_task(fp_executor *ex, uint64_t id, const char *name, uint64_t started_ns,
+                    uint64_t finished_ns, int code, const char *error) {
+  char escaped[200], message[240] = "", event[EVENT_MAX];
   uint64_t dummy;
   int row = fp__run_context(&dummy);
-  json_escape(escaped, sizeof escaped, fp_future_name(f, name, sizeof name));
+  json_escape(escaped, sizeof escaped, name);
   if (code && error) {
     char text[200];
     json_escape(text, sizeof text, error);
@@ -191,7 +190,7 @@ void fp__trace_task(fp_future *f, uint64_t started_ns, uint64_t finished_ns, int
                 "\"pid\":%llu,\"tid\":%d,\"args\":{\"id\":%llu,\"outcome\":\"%s\"%s}}",
                 tr.events++ ? "," : "", escaped, ts, dur,
                 (unsigned long long)(ex ? ex->serial : 0), row,
-                (unsigned long long)fp_future_id(f), code ? fp_err_name(code) : "ok", message);
+                (unsigned long long)id, code ? fp_err_name(code) : "ok", message);
   if (n >= (int)sizeof event) n = (int)sizeof event - 1; /* cannot happen: bounded fields */
   if (tr.len + (size_t)n + sizeof TAIL > BUF_MAX) flush_locked();
   if (tr.fd >= 0) {
