@@ -347,17 +347,26 @@ static void trace_path(char *buf, size_t len, const char *what) {
   snprintf(buf, len, "/tmp/fp_test_trace_%d_%s.json", (int)getpid(), what);
 }
 
+/* A manager that traces its run to path, with a window for what this
+ * thread submits before it consumes. */
+static fp_tm_options traced(const char *path, size_t window, fp_error_policy policy,
+                            bool interrupt) {
+  fp_tm_options opt;
+  fp_tm_options_init(&opt);
+  opt.monitor_interval = 0;
+  opt.max_in_flight = window;
+  opt.error_policy = policy;
+  opt.handle_interrupt = interrupt;
+  opt.trace_path = path;
+  return opt;
+}
+
 START_TEST(trace_is_json_after_a_normal_end) {
   capture_start(); /* the failure's log line */
   char path[128];
   trace_path(path, sizeof path, "normal");
   fp_executor *ex = new_pool(2);
-  fp_tm_options opt;
-  fp_tm_options_init(&opt);
-  opt.monitor_interval = 0;
-  opt.max_in_flight = 1000; /* this thread submits everything before it consumes */
-  opt.error_policy = FP_POLICY_LOG;
-  opt.trace_path = path;
+  fp_tm_options opt = traced(path, 1000, FP_POLICY_LOG, false);
   fp_task_manager *tm;
   ck_assert_int_eq(fp_tm_new(ex, &opt, &tm), 0);
   fp_task_manager *second;
@@ -435,12 +444,7 @@ START_TEST(trace_is_json_after_ctrl_c) {
   char path[128];
   trace_path(path, sizeof path, "sigint");
   fp_executor *ex = new_pool(2);
-  fp_tm_options opt;
-  fp_tm_options_init(&opt);
-  opt.monitor_interval = 0;
-  opt.handle_interrupt = true;
-  opt.max_in_flight = 100;
-  opt.trace_path = path;
+  fp_tm_options opt = traced(path, 100, FP_POLICY_RAISE, true);
   fp_task_manager *tm;
   ck_assert_int_eq(fp_tm_new(ex, &opt, &tm), 0);
   for (int i = 0; i < 20; i++) fp_tm_submit(tm, sleep_ms_task, (void *)2, LONG_WAIT, NULL);
