@@ -153,10 +153,9 @@ int fp_map_new(fp_executor *ex, fp_fn fn, fp_iter_fn next, void *state,
     most = m->opt.buffersize > 1 ? m->opt.buffersize / 2 : 1;
   m->chunk = chunk;
   m->limit = m->opt.buffersize;
-  if (m->auto_chunk && m->auto_limit) {
+  if (m->auto_chunk && m->auto_limit) /* 2 chunks a worker (64 chunks of 1 would be
+                                        * 64 round trips before the first estimate) */
     m->limit = 2 * (size_t)ex->max_workers * chunk;
-    if (m->limit < MIN_DEFAULT_BUFFER) m->limit = MIN_DEFAULT_BUFFER;
-  }
   m->window = fp__malloc_array(m->opt.buffersize, sizeof *m->window);
   bool batches = fp__executor_batches(ex, chunk > 1 || m->auto_chunk);
   m->chunked = chunk > 1 || m->auto_chunk;
@@ -212,8 +211,7 @@ static void resize_chunks(fp_map *m) {
   m->chunk = fp__chunk_size(m->chunk, m->measured, now - m->measured_since, (int)workers, most);
   if (m->auto_limit) {
     size_t limit = 2 * workers * m->chunk;
-    m->limit = limit < MIN_DEFAULT_BUFFER ? MIN_DEFAULT_BUFFER
-               : limit > m->opt.buffersize ? m->opt.buffersize : limit;
+    m->limit = limit > m->opt.buffersize ? m->opt.buffersize : limit;
   }
   m->measured_since = now;
   m->measured = 0;

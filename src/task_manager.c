@@ -667,7 +667,6 @@ int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out) 
   tm->ex = ex;
   tm->auto_chunk = !fp__executor_shares_memory(ex) && ex->vt->submit_chunk &&
                    opt->retry.max_attempts < 2;
-  tm->chunk = 1;
   tm->measured_since = fp__now();
   tm->opt = *opt;
   /* The default, like fp_map's buffer: 2 x workers, at least 64 (a window
@@ -676,6 +675,9 @@ int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out) 
     size_t twice = 2 * (size_t)ex->max_workers;
     tm->opt.max_in_flight = twice > DEFAULT_WINDOW_MIN ? twice : DEFAULT_WINDOW_MIN;
   }
+  /* First chunks of 1: a task may take a second, and a chunk's tasks run
+   * one after another (the window's first round trips are the price) */
+  tm->chunk = 1;
   atomic_init(&tm->refs, 1);
   atomic_init(&tm->stopping, false);
   if (pthread_mutex_init(&tm->mu, NULL) || fp__cond_init(&tm->cv)) {
