@@ -388,8 +388,8 @@ int main(int argc, char **argv) {
   for (int k = 0; k < nw; k++) {
     row *off = find_row("throughput", workers[k]), *on = find_row("throughput_stats", workers[k]);
     if (off && on)
-      printf("%s%d worker%s %+.0f%%", k ? ", " : "\nlatency statistics on (fp_executor_stats_enable): "
-                                                "throughput ",
+      printf("%s%d worker%s %+.0f%%",
+             k ? ", " : "\nlatency statistics on (fp_executor_stats_enable): throughput ",
              workers[k], workers[k] > 1 ? "s" : "", 100 * (median(on, FP) / median(off, FP) - 1));
   }
   printf("\n(target: at most +5%%, else an option off by default for raw pools: it is an option, "

@@ -41,7 +41,8 @@ static volatile long sink;
 static double loop(uint64_t first) {
   double t0 = fp_now();
   long primes = 0;
-  for (uint64_t n = first; n < first + N; n++) primes += (long)(uintptr_t)is_prime((void *)(uintptr_t)n);
+  for (uint64_t n = first; n < first + N; n++)
+    primes += (long)(uintptr_t)is_prime((void *)(uintptr_t)n);
   sink = primes;
   return fp_now() - t0;
 }

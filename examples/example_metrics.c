@@ -40,7 +40,8 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *conn, const char 
     free(body);
     return MHD_NO;
   }
-  struct MHD_Response *r = MHD_create_response_from_buffer((size_t)need, body, MHD_RESPMEM_MUST_FREE);
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer((size_t)need, body, MHD_RESPMEM_MUST_FREE);
   MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
   enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
   MHD_destroy_response(r);

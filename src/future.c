@@ -155,8 +155,8 @@ static void note_end(fp_future *f, uint64_t started, int code, const char *error
   if (lat) fp__stats_run(lat, now - started);
   if (tracing) {
     char name[160];
-    fp__trace_task(f->ex, tag_of(f) >> TAG_ID_SHIFT, fp_future_name(f, name, sizeof name), started, now, code,
-                   error);
+    fp__trace_task(f->ex, tag_of(f) >> TAG_ID_SHIFT, fp_future_name(f, name, sizeof name),
+                   started, now, code, error);
   }
 }
 
@@ -481,7 +481,8 @@ static int finish(fp_future *f, void *result, bool failed, int code, char *text)
     f->extra->error.message = text ? text : fp_strerror(f->extra->error.code);
   }
   if (f->ex)
-    note_end(f, started, failed ? f->extra->error.code : 0, failed ? f->extra->error.message : NULL);
+    note_end(f, started, failed ? f->extra->error.code : 0,
+             failed ? f->extra->error.message : NULL);
   publish(f, FP_FINISHED, failed ? ST_FAILED : 0);
   return 0;
 }

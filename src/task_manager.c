@@ -343,7 +343,8 @@ static void resize_chunks(fp_task_manager *tm, const fp_task *settling) {
  * they finished, counted and timed. */
 static void settle_finished(fp_task_manager *tm) {
   if (!atomic_load(&tm->finished)) return; /* (seq_cst: see fp_tm_next's wait) */
-  fp_task *t = atomic_exchange_explicit(&tm->finished, NULL, memory_order_acquire), *in_order = NULL;
+  fp_task *t = atomic_exchange_explicit(&tm->finished, NULL, memory_order_acquire);
+  fp_task *in_order = NULL;
   while (t) { /* newest first: reverse */
     fp_task *next = t->finished_next;
     t->finished_next = in_order;
@@ -505,7 +506,8 @@ static void submit_group(fp_task_manager *tm, fp_task **ts, size_t k, bool chunk
   pthread_mutex_unlock(&tm->mu);
   /* Registered now, a task already done is settled in this thread: cheaper
    * than a hand-off from a worker for a short task (measured). */
-  for (size_t i = 0; i < k; i++) fp__future_on_done_embedded(fs[i], &ts[i]->on_done, on_task_done, ts[i]);
+  for (size_t i = 0; i < k; i++)
+    fp__future_on_done_embedded(fs[i], &ts[i]->on_done, on_task_done, ts[i]);
   pthread_mutex_lock(&tm->mu);
 }
 

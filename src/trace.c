@@ -70,7 +70,8 @@ static void flush_due(void *ctx) {
 static void stop_at_exit(void) { fp_trace_stop(); }
 
 int fp_trace_start(const char *path) {
-  if (!path || !*path) return fp__einval("fp_trace_start: %s", path ? "the path is empty" : "path is NULL");
+  if (!path || !*path)
+    return fp__einval("fp_trace_start: %s", path ? "the path is empty" : "path is NULL");
   pthread_mutex_lock(&tr.mu);
   int rc = 0;
   if (tr.fd >= 0 && getpid() == tr.pid) {

@@ -95,7 +95,8 @@ START_TEST(executor_latency_and_counters) {
   ck_assert_int_eq(fp_executor_stats_enable(ex), 0); /* twice is fine */
   /* 10 tasks of 20 ms on one thread: each runs 20 ms, the last waits ~180 */
   fp_future *fs[10];
-  for (int i = 0; i < 10; i++) ck_assert_int_eq(fp_submit(ex, sleep_ms_task, (void *)20, &fs[i]), 0);
+  for (int i = 0; i < 10; i++)
+    ck_assert_int_eq(fp_submit(ex, sleep_ms_task, (void *)20, &fs[i]), 0);
   for (int i = 0; i < 10; i++) ck_assert_int_eq(fp_future_result(fs[i], LONG_WAIT, NULL), 0);
   fp_future *bad;
   fp_submit(ex, task_fail, NULL, &bad);

@@ -175,7 +175,8 @@ int options_parse(int argc, char **argv, options *o, int *first) {
       if (!v || (*end && !o->timeout_percent) || !(o->timeout > 0) || o->timeout > 1e9)
         return options_usage_error("--timeout: not a number of seconds or a percentage: %s", v ? v : "(none)");
     } else if (is_long(a, "--trace")) {
-      if (!(o->trace = option_value(argv, argc, &i, "--trace", &bad))) return options_usage_error("%s needs a file", a);
+      if (!(o->trace = option_value(argv, argc, &i, "--trace", &bad)))
+        return options_usage_error("%s needs a file", a);
     } else if (is_long(a, "--joblog")) {
       if (!(o->joblog = option_value(argv, argc, &i, "--joblog", &bad))) return options_usage_error("%s needs a file", a);
     } else if ((name = numeric_option(a)) != NULL) {
