@@ -593,7 +593,8 @@ FP_EXTERN const char *fp_error_policy_name(fp_error_policy policy);
 typedef struct fp_tm_options {
   fp_error_policy error_policy;
   /* Tasks submitted and not yet consumed, at most. 0 = default: 2 x the
-   * executor's max_workers, at least 64 (as fp_map's buffer). */
+   * executor's max_workers. A larger window (64, 256) makes tiny tasks
+   * several times faster (docs/observability.md). */
   size_t max_in_flight;
   /* Seconds between monitor lines ("N tasks completed in the last X s"),
    * logged at info level. Default 2; 0 = no monitor; at least 0.001. */

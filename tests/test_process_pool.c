@@ -754,13 +754,17 @@ START_TEST(an_automatic_chunksize_grows_for_tiny_items) {
 }
 END_TEST
 
-/* The task manager's map does the same on worker processes: tasks next to
- * each other in the input mostly ran in the same worker. */
+/* The task manager's map does the same on worker processes, within its
+ * window: tasks next to each other in the input mostly ran in the same
+ * worker. */
 START_TEST(the_task_manager_chunks_tiny_items_for_workers) {
   enum { N = 5000 };
   fp_executor *ex = new_process_pool(2, 0);
+  fp_tm_options opt;
+  fp_tm_options_init(&opt);
+  opt.max_in_flight = 64; /* room for chunks: the default window is 2 x workers */
   fp_task_manager *tm;
-  ck_assert_int_eq(fp_tm_new(ex, NULL, &tm), 0);
+  ck_assert_int_eq(fp_tm_new(ex, &opt, &tm), 0);
   counter c = {0, N, 0, 0};
   ck_assert_int_eq(fp_tm_map(tm, my_pid, count_up, &c, NULL), 0);
   static intptr_t pid_of[N + 1];
