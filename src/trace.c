@@ -33,6 +33,10 @@ static struct {
   char buf[BUF_MAX];
 } tr = {.mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1};
 static atomic_bool tracing;
+/* The process that opened the trace: a forked child (a worker whose task
+ * calls exit()) must not even take tr.mu, which another thread of the
+ * parent may have held at the fork. */
+static _Atomic pid_t owner;
 
 bool fp__trace_on(void) { return atomic_load_explicit(&tracing, memory_order_relaxed); }
 
@@ -86,6 +90,7 @@ int fp_trace_start(const char *path) {
       if (!registered) registered = atexit(stop_at_exit) == 0;
       tr.fd = fd;
       tr.pid = getpid();
+      atomic_store(&owner, tr.pid);
       tr.end = 1;
       tr.events = 0;
       tr.len = 0;
@@ -101,6 +106,7 @@ int fp_trace_start(const char *path) {
 }
 
 int fp_trace_stop(void) {
+  if (atomic_load(&owner) != getpid()) return fp__fail(FP_EOF, "fp_trace_stop: no trace is open");
   pthread_mutex_lock(&tr.mu);
   bool open_here = tr.fd >= 0 && getpid() == tr.pid;
   uint64_t timer = tr.timer;
