@@ -111,6 +111,9 @@ check "joblog line: seq, exit value, command (quoted as GNU parallel does)" $'1\
 check "--trace: one complete event a job" "3" "$(grep -c '"ph":"X"' "$tmp/trace.json")"
 check "--trace: a JSON array, whole" "[ ]" "$(head -c1 "$tmp/trace.json") $(tail -c2 "$tmp/trace.json" | head -c1)"
 check "--trace: jobs named by their inputs" "1" "$(grep -c '"name":"job 2: 1"' "$tmp/trace.json")"
+rm -f "$tmp/env.json"
+FP_TRACE="$tmp/env.json" "$fprun" -j2 true ::: 1 2 >/dev/null 2>&1
+check "FP_TRACE=file traces a program that never asked" "2" "$(grep -c '"ph":"X"' "$tmp/env.json")"
 check "--trace: a file it cannot write is a one-line error, exit 255" "255" \
   "$("$fprun" --trace /nonexistent/t.json true ::: 1 2>/dev/null; echo $?)"
 
