@@ -622,7 +622,10 @@ typedef struct fp_tm_options {
   fp_retry retry;
   /* Write a Chrome trace of the run to this file (fp_trace_start: every
    * task of every executor while the manager lives), closed by
-   * fp_tm_free. NULL: none (FP_TRACE in the environment still works). */
+   * fp_tm_free. NULL: none (FP_TRACE in the environment still works).
+   * When a trace is open already (FP_TRACE, another manager), a warning
+   * says so and the run's tasks go into that one; a file it cannot write
+   * fails fp_tm_new. */
   const char *trace_path;
 } fp_tm_options;
 FP_EXTERN void fp_tm_options_init(fp_tm_options *opt);

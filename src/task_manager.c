@@ -694,6 +694,11 @@ int fp_tm_new(fp_executor *ex, const fp_tm_options *opt, fp_task_manager **out) 
   fp__future_wrapper_names(wrapped_task_name); /* its futures are named by their tasks */
   int rc = opt->trace_path ? fp_trace_start(opt->trace_path) : 0;
   tm->tracing = opt->trace_path && !rc;
+  if (rc == FP_EBUSY) { /* FP_TRACE, say: the run goes on, into that trace */
+    fp_log(FP_LOG_WARNING, "task manager: not tracing to %s: %s; its tasks go there",
+           opt->trace_path, fp_last_error_message());
+    rc = 0;
+  }
   if (!rc) rc = fp__monitor_start(&tm->monitor);
   if (rc) {
     if (tm->tracing) fp_trace_stop();
