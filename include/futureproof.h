@@ -453,7 +453,7 @@ typedef struct fp_executor_stats {
   fp_latency run;        /* started -> finished */
 } fp_executor_stats;
 FP_EXTERN int fp_executor_stats_get(const fp_executor *ex, fp_executor_stats *out, size_t size);
-/* 0 and the snapshot, or FP_EINVAL. */
+/* 0 and the snapshot, or FP_EINVAL / FP_ENOMEM (the merge needs 10 KiB). */
 #define fp_executor_get_stats(ex, out) \
   fp_executor_stats_get((ex), (out), sizeof(fp_executor_stats))
 

@@ -191,25 +191,32 @@ static bool merged(const fp_executor *ex, fp__hist *queue, fp__hist *run) {
   return true;
 }
 
+/* Everything in one snapshot: the counters in *st, the merged histograms
+ * in h[0] (queue wait) and h[1] (run), zeroed by the caller. */
+static void snapshot(const fp_executor *ex, fp_executor_stats *st, fp__hist *h) {
+  memset(st, 0, sizeof *st); /* what an executor kind does not count stays 0 */
+  if (ex->vt->stats) ex->vt->stats(ex, st);
+  const struct fp__outcomes *o = &ex->outcomes;
+  st->failed = atomic_load_explicit(&o->failed, memory_order_relaxed);
+  st->cancelled = atomic_load_explicit(&o->cancelled, memory_order_relaxed);
+  st->timed_out = atomic_load_explicit(&o->timed_out, memory_order_relaxed);
+  st->crashed = atomic_load_explicit(&o->crashed, memory_order_relaxed);
+  st->retried = atomic_load_explicit(&o->retried, memory_order_relaxed);
+  if ((st->latency = merged(ex, &h[0], &h[1]))) {
+    fp__hist_summary(&h[0], &st->queue_wait);
+    fp__hist_summary(&h[1], &st->run);
+  }
+}
+
 int fp_executor_stats_get(const fp_executor *ex, fp_executor_stats *out, size_t size) {
   if (!ex || !out)
     return fp__einval("fp_executor_get_stats: %s is NULL", ex ? "out" : "executor");
   if (size < offsetof(fp_executor_stats, lanes) + sizeof out->lanes)
     return fp__einval("fp_executor_get_stats: a stats struct of %zu bytes is too small", size);
-  fp_executor_stats st;
-  memset(&st, 0, sizeof st); /* what an executor kind does not count stays 0 */
-  if (ex->vt->stats) ex->vt->stats(ex, &st);
-  const struct fp__outcomes *o = &ex->outcomes;
-  st.failed = atomic_load_explicit(&o->failed, memory_order_relaxed);
-  st.cancelled = atomic_load_explicit(&o->cancelled, memory_order_relaxed);
-  st.timed_out = atomic_load_explicit(&o->timed_out, memory_order_relaxed);
-  st.crashed = atomic_load_explicit(&o->crashed, memory_order_relaxed);
-  st.retried = atomic_load_explicit(&o->retried, memory_order_relaxed);
   fp__hist *h = fp__calloc(2, sizeof *h);
-  if (h && (st.latency = merged(ex, &h[0], &h[1]))) {
-    fp__hist_summary(&h[0], &st.queue_wait);
-    fp__hist_summary(&h[1], &st.run);
-  }
+  if (!h) return fp__fail(FP_ENOMEM, "fp_executor_get_stats: out of memory");
+  fp_executor_stats st;
+  snapshot(ex, &st, h);
   fp__free(h);
   if (size > sizeof st) size = sizeof st; /* a newer header than this library */
   st.size = size;
@@ -303,11 +310,10 @@ int fp_executor_stats_format(const fp_executor *ex, char *buf, size_t len,
     return fp__einval("fp_executor_stats_format: %s is NULL", ex ? "buf" : "executor");
   if (format != FP_STATS_TEXT && format != FP_STATS_PROMETHEUS)
     return fp__einval("fp_executor_stats_format: unknown format %d", (int)format);
-  fp_executor_stats st;
-  fp_executor_stats_get(ex, &st, sizeof st);
   fp__hist *h = fp__calloc(2, sizeof *h);
   if (!h) return fp__fail(FP_ENOMEM, "fp_executor_stats_format: out of memory");
-  merged(ex, &h[0], &h[1]);
+  fp_executor_stats st;
+  snapshot(ex, &st, h); /* the summaries and the buckets from one merge */
   out o = {buf, len, 0};
   if (format == FP_STATS_PROMETHEUS) {
     format_prometheus(&o, ex, &st, &h[0], &h[1]);
