@@ -123,12 +123,7 @@ static void *crash_task(void *arg) {
 }
 
 START_TEST(process_pool_counts_crashes_timeouts_cancels) {
-  fp_process_pool_options po;
-  fp_process_pool_options_init(&po);
-  po.max_workers = 1;
-  po.task_timeout = 0.3;
-  fp_executor *ex;
-  ck_assert_int_eq(fp_process_pool_new(&po, &ex), 0);
+  fp_executor *ex = new_process_pool(1, 0.3);
   ck_assert_int_eq(fp_executor_stats_enable(ex), 0);
   fp_future *crash, *slow, *queued, *ok;
   fp_submit(ex, crash_task, NULL, &crash);
@@ -398,11 +393,7 @@ START_TEST(trace_records_a_crashed_process_task) {
   char path[128];
   trace_path(path, sizeof path, "crash");
   ck_assert_int_eq(fp_trace_start(path), 0);
-  fp_process_pool_options po;
-  fp_process_pool_options_init(&po);
-  po.max_workers = 2;
-  fp_executor *ex;
-  ck_assert_int_eq(fp_process_pool_new(&po, &ex), 0);
+  fp_executor *ex = new_process_pool(2, 0);
   fp_future *fs[6];
   for (int i = 0; i < 6; i++) fp_submit(ex, i == 3 ? crash_task : sleep_ms_task, (void *)1, &fs[i]);
   for (int i = 0; i < 6; i++) fp_future_wait(fs[i], LONG_WAIT);
@@ -414,6 +405,11 @@ START_TEST(trace_records_a_crashed_process_task) {
   unlink(path);
 }
 END_TEST
+
+static bool trace_has_an_event(void *path) {
+  char *text = read_file(path);
+  return text && strstr(text, "\"ph\":\"X\"");
+}
 
 /* A run killed outright (no exit handler, no flush at the end) still
  * leaves a valid trace, at most a flush interval behind. */
@@ -430,14 +426,9 @@ START_TEST(trace_survives_a_killed_run) {
       sleep_ms(1);
     }
   }
-  /* wait (with a deadline) until events reach the file, then kill it */
-  double end = now_s() + LONG_WAIT;
-  for (;;) {
-    char *text = read_file(path);
-    if (text && strstr(text, "\"ph\":\"X\"")) break;
-    ck_assert_msg(now_s() < end, "no event reached the trace");
-    sleep_ms(5);
-  }
+  /* events in the file (another process's state: polled with a deadline),
+   * then kill it */
+  ck_assert_msg(wait_until(trace_has_an_event, path, LONG_WAIT), "no event reached the trace");
   kill(child, SIGKILL);
   waitpid(child, NULL, 0);
   ck_assert_int_ge(valid_trace(path), 1);
