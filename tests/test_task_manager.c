@@ -657,7 +657,35 @@ START_TEST(bad_arguments) {
 }
 END_TEST
 
-TEST_MAIN("task_manager", tasks_are_named_in_the_log_line_and_the_fail_fast_error, policy_from_string_any_case,
+static gate slot_gate;
+static void *held_but_the_first(void *arg) {
+  return (intptr_t)arg == 0 ? arg : task_wait_gate(&slot_gate);
+}
+
+/* A window under 4x the workers refills every free slot: with 4 threads
+ * and a window of 4, three tasks held at a gate and the first consumed,
+ * the freed slot takes the next item at once. (Refilling by halves left
+ * it empty, and a thread idle, until a second slot was free.) */
+START_TEST(a_small_window_refills_every_free_slot) {
+  gate_init(&slot_gate);
+  fp_executor *ex = new_pool(4);
+  fp_task_manager *tm = new_tm(ex, FP_POLICY_RAISE, 4);
+  counter c = {0, 8, 0, 0};
+  ck_assert_int_eq(fp_tm_map(tm, held_but_the_first, count_up, &c, NULL), 0);
+  fp_task *t;
+  ck_assert_int_eq(fp_tm_next(tm, LONG_WAIT, &t), 0); /* item 0: the only one that ends */
+  ck_assert_int_eq((intptr_t)fp_task_arg(t), 0);
+  fp_task_release(t);
+  ck_assert_int_eq(fp_tm_next(tm, 0, &t), FP_ETIMEDOUT); /* feeds, waits for nothing */
+  ck_assert_msg(gate_wait_arrived(&slot_gate, 4), "the free slot stayed empty");
+  gate_open(&slot_gate);
+  ck_assert_int_eq(fp_tm_run(tm, LONG_WAIT), 0);
+  fp_tm_free(tm);
+  fp_executor_free(ex);
+}
+END_TEST
+
+TEST_MAIN("task_manager", a_small_window_refills_every_free_slot, tasks_are_named_in_the_log_line_and_the_fail_fast_error, policy_from_string_any_case,
           task_handles_expose_fn_arg_result_state_and_times, submit_and_map_keep_submission_order,
           the_window_is_never_exceeded, map_over_an_endless_input_stops_after_n_results,
           submit_waits_for_room_with_a_deadline, a_consumer_in_another_thread_unblocks_submit,
