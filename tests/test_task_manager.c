@@ -562,6 +562,21 @@ START_TEST(a_second_sigint_exits_the_process) {
 }
 END_TEST
 
+/* The manager never buffers more than its workers can run and one more
+ * each: the default window is 2 x workers (64 was tried: fail fast then
+ * submitted 64 of 100 tasks before the first failure). */
+START_TEST(the_default_window_is_twice_the_workers) {
+  fp_executor *ex = new_pool(3);
+  fp_task_manager *tm;
+  ck_assert_int_eq(fp_tm_new(ex, NULL, &tm), 0);
+  fp_tm_stats st;
+  fp_tm_get_stats(tm, &st);
+  ck_assert_uint_eq(st.max_in_flight, 6);
+  fp_tm_free(tm);
+  fp_executor_free(ex);
+}
+END_TEST
+
 START_TEST(no_handler_is_installed_unasked) {
   struct sigaction before, after;
   sigaction(SIGINT, NULL, &before);
@@ -685,7 +700,8 @@ START_TEST(a_small_window_refills_every_free_slot) {
 }
 END_TEST
 
-TEST_MAIN("task_manager", a_small_window_refills_every_free_slot, tasks_are_named_in_the_log_line_and_the_fail_fast_error, policy_from_string_any_case,
+TEST_MAIN("task_manager", a_small_window_refills_every_free_slot,
+          the_default_window_is_twice_the_workers, tasks_are_named_in_the_log_line_and_the_fail_fast_error, policy_from_string_any_case,
           task_handles_expose_fn_arg_result_state_and_times, submit_and_map_keep_submission_order,
           the_window_is_never_exceeded, map_over_an_endless_input_stops_after_n_results,
           submit_waits_for_room_with_a_deadline, a_consumer_in_another_thread_unblocks_submit,
